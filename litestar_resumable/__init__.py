@@ -1,0 +1,41 @@
+"""Resumable Server-Sent Event streams for Litestar.
+
+Put ``@resumable`` under the route decorator of a streaming handler and add :class:`ResumablePlugin` to the
+app: the handler then runs to its end whatever its clients do, every event gets an id, and clients resume
+with ``Last-Event-ID`` on the same URL or read any stream at ``GET /resumable/streams/{stream_id}``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus
+from litestar_resumable._plugin import ResumablePlugin
+from litestar_resumable._route import resumable
+from litestar_resumable._store.base import StoreUnavailableError, StreamStore, StreamWatch
+from litestar_resumable._store.memory import MemoryStreamStore
+
+if TYPE_CHECKING:
+    from litestar_resumable._store.redis import RedisStreamStore
+
+__all__ = (
+    "MemoryStreamStore",
+    "RedisStreamStore",
+    "ResumablePlugin",
+    "StoreUnavailableError",
+    "StreamEvent",
+    "StreamInfo",
+    "StreamStatus",
+    "StreamStore",
+    "StreamWatch",
+    "resumable",
+)
+
+
+def __getattr__(name: str) -> Any:
+    # redis is an optional dependency: import it only when its store is asked for.
+    if name == "RedisStreamStore":
+        from litestar_resumable._store.redis import RedisStreamStore  # noqa: PLC0415
+
+        return RedisStreamStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,93 @@
+"""Followers: the SSE response of a stream, from any position, on any worker.
+
+A follower reads stored events after its cursor in batches until it has caught up, then sleeps on the
+store's watch until the stream grows. Replay and live reading are one loop over one cursor, so there is no
+hand-over between them where an event could be skipped or sent twice (the ``XREAD $`` race).
+
+While idle it sends a ``: ping`` comment every ``heartbeat`` seconds, and every half lease it asks the
+store to end the stream as ``interrupted`` if the producer's lease has run out; the store does that
+atomically, so of many followers on many workers exactly one writes the terminal event and all read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from litestar_resumable._events import encode_sse, terminal_data
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from litestar_resumable._options import StreamOptions
+    from litestar_resumable._store.base import StreamStore
+
+__all__ = ("HEARTBEAT", "READ_BATCH", "EncodedEvents", "follow", "sse_response")
+
+READ_BATCH = 1000
+HEARTBEAT = b": ping\n\n"
+
+
+class EncodedEvents(ServerSentEventMessage):
+    """SSE text we encoded ourselves, passed through Litestar's SSE response as it is."""
+
+    def __init__(self, payload: bytes) -> None:
+        super().__init__()
+        self.payload = payload
+
+    def encode(self) -> bytes:
+        return self.payload
+
+
+async def follow(
+    store: StreamStore, stream_id: str, after: int, options: StreamOptions
+) -> AsyncIterator[bytes]:
+    """Yield the stream's SSE text after position ``after``, then live, up to and with the terminal event."""
+    loop = asyncio.get_running_loop()
+    lease_check = options.lease / 2
+    yield f"retry: {options.retry}\n\n".encode()
+    async with store.watch(stream_id) as watch:
+        cursor = after
+        next_heartbeat = loop.time() + options.heartbeat
+        next_lease_check = loop.time()  # a resumer of a dead stream learns it at once
+        while True:
+            events = await store.read_after(stream_id, cursor, limit=READ_BATCH)
+            if events:
+                yield encode_sse(stream_id, events)
+                if events[-1].is_terminal:
+                    return
+                cursor = events[-1].position
+                now = loop.time()
+                next_heartbeat = now + options.heartbeat
+                next_lease_check = now + lease_check
+                continue
+            now = loop.time()
+            if now >= next_lease_check:
+                info = await store.finish(
+                    stream_id, "interrupted", terminal_data("interrupted"), only_if_lease_expired=True
+                )
+                if info is None:  # expired or deleted under us: nothing more will come
+                    return
+                next_lease_check = now + lease_check
+                if info.last_position > cursor:
+                    continue
+            if now >= next_heartbeat:
+                yield HEARTBEAT
+                next_heartbeat = now + options.heartbeat
+            await watch.wait(cursor, max(0.0, min(next_heartbeat, next_lease_check) - loop.time()))
+
+
+def sse_response(
+    store: StreamStore, stream_id: str, after: int, options: StreamOptions, *, status_code: int = 200
+) -> ServerSentEvent:
+    async def body() -> AsyncIterator[ServerSentEventMessage]:
+        async for chunk in follow(store, stream_id, after, options):
+            yield EncodedEvents(chunk)
+
+    return ServerSentEvent(
+        body(),
+        status_code=status_code,
+        headers={"Cache-Control": "no-cache, no-transform", "X-Resumable-Stream-Id": stream_id},
+    )

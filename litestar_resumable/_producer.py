@@ -1,0 +1,162 @@
+"""Producers: a handler's generator run to its end in a task the plugin owns.
+
+The request that starts a generation only creates the stream and follows it like any other reader, so a
+client that goes away stops its own reading and nothing else.
+
+Writes are batched without a timer. The generator's items go into a pending list; a writer task stores
+everything pending in one ``append`` whenever it runs, and while that write is in flight new items
+collect for the next one. A slow generator thus costs one write per item, each sent at once, and a fast
+one one write per many items. A generator that gets ``max_batch`` items ahead of the store waits.
+
+The writer also renews the producer's lease while the generator is quiet, and learns from every write
+whether someone else (a cancel on any worker, or a reader that found the lease expired) has ended the
+stream; then it cancels the generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from litestar_resumable._events import StreamEvent, TerminalStatus, encode_item, terminal_data
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Awaitable, Callable
+
+    from litestar_resumable._options import StreamOptions
+    from litestar_resumable._store.base import StreamStore
+
+__all__ = ("Producer",)
+
+logger = logging.getLogger("litestar_resumable")
+
+_STORE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+class _StreamClosedError(Exception):
+    """The stream was ended by someone else; the generator's work is no longer wanted."""
+
+
+class Producer:
+    """Runs one generation: the handler's async generator, teed into the store."""
+
+    def __init__(
+        self,
+        store: StreamStore,
+        stream_id: str,
+        generator: AsyncGenerator[Any, None],
+        options: StreamOptions,
+        on_exit: Callable[[Producer], Awaitable[None]],
+    ) -> None:
+        self.store = store
+        self.stream_id = stream_id
+        self.options = options
+        self._generator = generator
+        self._on_exit = on_exit
+        self._pending: list[StreamEvent] = []
+        self._next_position = 1
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._stop_status: TerminalStatus = "cancelled"
+        self._closed_elsewhere = False
+        self._closing = False
+        self.task = asyncio.create_task(self._run(), name=f"litestar-resumable producer {stream_id}")
+
+    def stop(self, status: TerminalStatus) -> None:
+        """Cancel the generator; the stream ends with ``status`` unless it has ended already."""
+        self._stop_status = status
+        self.task.cancel()
+
+    async def _run(self) -> None:
+        writer = asyncio.create_task(self._write_loop())
+        status: TerminalStatus | None = None
+        message: str | None = None
+        try:
+            await self._consume(writer)
+            status = "done"
+        except asyncio.CancelledError:
+            status = None if self._closed_elsewhere else self._stop_status
+        except _StreamClosedError:
+            status = None
+        except Exception as exc:
+            logger.exception("resumable stream %s failed", self.stream_id)
+            status = "error"
+            if self.options.expose_errors:
+                message = str(exc) or type(exc).__name__
+        try:
+            # Store what was yielded before the end, then the terminal event after it.
+            self._closing = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(writer, self.options.lease)
+            except _StreamClosedError:
+                status = None
+            except Exception:
+                logger.exception("could not store the last events of stream %s", self.stream_id)
+            if status is not None:
+                await self._finish(status, message)
+        finally:
+            await self._on_exit(self)
+
+    async def _consume(self, writer: asyncio.Task[None]) -> None:
+        """Run the generator, queueing its items for the writer."""
+        try:
+            async for item in self._generator:
+                event, data = encode_item(item)
+                self._pending.append(StreamEvent(self._next_position, data, event))
+                self._next_position += 1
+                self._wake.set()
+                if len(self._pending) >= self.options.max_batch:
+                    self._room.clear()
+                    await self._room.wait()
+                if writer.done():
+                    writer.result()  # the writer ends early only by raising
+        finally:
+            with contextlib.suppress(Exception):
+                await self._generator.aclose()
+
+    async def _finish(self, status: TerminalStatus, message: str | None) -> None:
+        for delay in (*_STORE_RETRY_DELAYS, None):
+            try:
+                await self.store.finish(self.stream_id, status, terminal_data(status, message))
+            except Exception:
+                if delay is None:
+                    logger.exception(
+                        "could not end stream %s; readers will find it interrupted", self.stream_id
+                    )
+                    return
+                await asyncio.sleep(delay)
+            else:
+                return
+
+    async def _write_loop(self) -> None:
+        renew_every = self.options.lease / 3
+        while True:
+            if not self._closing:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), renew_every)
+            self._wake.clear()
+            batch = self._pending[: self.options.max_batch]
+            del self._pending[: len(batch)]
+            self._room.set()
+            # While running, an empty batch renews the lease of a generator that is thinking.
+            if (batch or not self._closing) and not await self._append(batch):
+                self._closed_elsewhere = True
+                if not self._closing:
+                    self.task.cancel()
+                raise _StreamClosedError
+            if self._closing and not self._pending:
+                return
+
+    async def _append(self, batch: list[StreamEvent]) -> bool:
+        for delay in (*_STORE_RETRY_DELAYS, None):
+            try:
+                return await self.store.append(self.stream_id, batch, lease=self.options.lease)
+            except Exception:
+                if delay is None:
+                    raise
+                logger.warning("store write for stream %s failed; retrying", self.stream_id, exc_info=True)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover

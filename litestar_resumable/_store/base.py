@@ -1,0 +1,113 @@
+"""The store base class: what the plugin needs from a place that keeps streams.
+
+A store keeps, per stream id: the events by position (1, 2, 3, ...), a status, the route and key the
+stream was started for, a producer lease, and an expiry. It also keeps a small registry from keys
+(chat ids, say) to the stream that is active for them.
+
+Every write that must not tear is one store call: ``append`` checks the stream is still running, stores
+the events and renews the lease; ``finish`` writes the terminal event and the final status unless the
+stream has already ended. So a cancel on one worker, a lease expiry noticed on another and the producer's
+own last write can race, and exactly one terminal event wins.
+
+Positions are given by the producer (it is the only writer of ordinary events); the terminal event takes
+the position after the last one, whoever writes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from litestar_resumable._events import StreamEvent, StreamInfo, TerminalStatus
+
+__all__ = ("StoreUnavailableError", "StreamStore", "StreamWatch")
+
+
+class StoreUnavailableError(RuntimeError):
+    """The store cannot take this write now (full, or its backend is out of reach)."""
+
+
+class StreamWatch:
+    """A handle that lets a reader sleep until a stream may have grown.
+
+    This default polls; stores with a way to hear about new events override it.
+    """
+
+    def __init__(self, store: StreamStore, stream_id: str, poll_interval: float = 0.25) -> None:
+        self._store = store
+        self._stream_id = stream_id
+        self._poll_interval = poll_interval
+
+    async def wait(self, position: int, timeout: float) -> bool:
+        """Return True once there may be events after ``position``, False after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            info = await self._store.info(self._stream_id)
+            if info is None or info.last_position > position:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(self._poll_interval, remaining))
+
+
+class StreamStore(ABC):
+    """Where resumable streams live. Subclass it to keep streams somewhere else."""
+
+    @abstractmethod
+    async def create(self, stream_id: str, *, route: str, key: str | None, lease: float, ttl: float) -> None:
+        """Record a new, empty, running stream whose producer holds a lease of ``lease`` seconds.
+
+        A running stream expires ``lease + ttl`` seconds after its last write; an ended one ``ttl``
+        seconds after it ended.
+        """
+
+    @abstractmethod
+    async def append(self, stream_id: str, events: Sequence[StreamEvent], *, lease: float) -> bool:
+        """Store events and renew the lease; False, storing nothing, if the stream is not running."""
+
+    @abstractmethod
+    async def finish(
+        self,
+        stream_id: str,
+        status: TerminalStatus,
+        data: str,
+        *,
+        only_if_lease_expired: bool = False,
+    ) -> StreamInfo | None:
+        """End a running stream with a terminal event; return the stream's info afterwards, None if unknown.
+
+        The stream then expires ``ttl`` seconds (as given to ``create``) from now.
+        """
+
+    @abstractmethod
+    async def read_after(self, stream_id: str, position: int, *, limit: int) -> list[StreamEvent]:
+        """Return up to ``limit`` stored events after ``position``, in order."""
+
+    @abstractmethod
+    async def info(self, stream_id: str) -> StreamInfo | None:
+        """Return what is known about a stream, or None if it is unknown or expired."""
+
+    @abstractmethod
+    async def get_key(self, key: str) -> str | None:
+        """Return the stream id registered for ``key``."""
+
+    @abstractmethod
+    async def compare_and_set_key(
+        self, key: str, expected: str | None, new: str | None, *, ttl: float
+    ) -> bool:
+        """Point ``key`` at ``new`` (None removes it) if it now points at ``expected``; True if it did."""
+
+    @contextlib.asynccontextmanager
+    async def watch(self, stream_id: str) -> AsyncIterator[StreamWatch]:
+        """Watch a stream for new events for as long as the context is open."""
+        yield StreamWatch(self, stream_id)
+
+    async def close(self) -> None:  # noqa: B027 - an optional hook: most stores hold nothing to release
+        """Release what the store holds (connections, tasks). The plugin calls it at shutdown."""
