@@ -83,8 +83,16 @@ async def _read_once(
         if response.status_code in _RETRYABLE_STATUS:
             raise httpx.RemoteProtocolError(f"server answered {response.status_code}")
         response.raise_for_status()
+        resumable = "x-resumable-stream-id" in response.headers
         cursor.stream_id = response.headers.get("x-resumable-stream-id", cursor.stream_id)
+        seen_id = ""
         async for sse in source.aiter_sse():
+            # httpx-sse also yields blocks without data (the ``retry:`` field, ``: ping`` heartbeats), with
+            # the last id seen; the SSE spec dispatches no event for them. Every event of a resumable stream
+            # has an id of its own, so these are the ones with no id or the previous one.
+            if resumable and (not sse.id or sse.id == seen_id):
+                continue
+            seen_id = sse.id
             if sse.id:
                 cursor.last_event_id = sse.id
             yield ReceivedEvent(sse.id, sse.data, sse.event)
