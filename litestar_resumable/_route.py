@@ -16,10 +16,10 @@ import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, overload
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, overload
 
 from litestar import Request, Response
-from litestar.di import NamedDependency
+from litestar.di import Dependency
 from litestar.handlers import BaseRouteHandler
 
 from litestar_resumable._options import ConflictPolicy
@@ -60,7 +60,7 @@ def _route_function(fn: Callable[..., Any], spec: RouteSpec) -> Callable[..., Aw
     added = [inspect.Parameter(PLUGIN_PARAMETER, inspect.Parameter.KEYWORD_ONLY)]
     annotations: dict[str, Any] = {
         **fn.__annotations__,
-        PLUGIN_PARAMETER: NamedDependency[Any],
+        PLUGIN_PARAMETER: Annotated[Any, Dependency()],  # Litestar's NamedDependency[Any]
         "return": Response,
     }
     if not takes_request:

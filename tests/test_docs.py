@@ -1,0 +1,65 @@
+"""The README's and the docs' Python examples run, so they cannot rot."""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from conftest import serve
+from litestar import Litestar
+
+ROOT = Path(__file__).parent.parent
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_BLOCK = re.compile(r"(<!-- fragment -->\s*)?```python\n(.*?)```", re.DOTALL)
+
+
+def examples() -> list[tuple[str, str]]:
+    found = []
+    for path in DOCS:
+        for number, match in enumerate(_BLOCK.finditer(path.read_text(encoding="utf-8")), start=1):
+            if match.group(1) is None:  # blocks marked as fragments are not whole programs
+                found.append((f"{path.name}#{number}", match.group(2)))
+    return found
+
+
+def run_example(name: str, code: str) -> types.ModuleType:
+    module = types.ModuleType("doc_example_" + re.sub(r"\W", "_", name))
+    sys.modules[module.__name__] = module  # dataclasses and Litestar look types up in sys.modules
+    try:
+        exec(compile(code, name, "exec"), module.__dict__)  # noqa: S102 - our own documentation
+    finally:
+        del sys.modules[module.__name__]
+    return module
+
+
+@pytest.mark.parametrize(("name", "code"), examples(), ids=[name for name, _ in examples()])
+async def test_example_runs_and_its_app_starts(name: str, code: str) -> None:
+    module = run_example(name, code)
+    app = getattr(module, "app", None)
+    if isinstance(app, Litestar):
+        async with serve(app) as client:
+            assert (await client.get("/resumable/streams/AAAAAAAAAAAAAAAAAAAAAA")).status_code == 404
+
+
+async def test_the_quick_start_streams_and_resumes_as_the_readme_shows() -> None:
+    name, code = examples()[0]
+    app = run_example(name, code).app
+    async with serve(app) as client:
+        first = await client.get("/count", params={"n": 3})
+        stream_id = first.headers["x-resumable-stream-id"]
+        lines = first.text.splitlines()
+        assert lines[0] == "retry: 1000"
+        assert [line for line in lines if line.startswith("data: ")] == [
+            "data: 0 ",
+            "data: 1 ",
+            "data: 2 ",
+            'data: {"status":"done"}',
+        ]
+        resumed = await client.get("/count", headers={"Last-Event-ID": f"{stream_id}.1"})
+        assert [line for line in resumed.text.splitlines() if line.startswith("id: ")] == [
+            f"id: {stream_id}.{p}" for p in (2, 3, 4)
+        ]
+        assert (await client.get("/count", headers={"Last-Event-ID": f"{stream_id}.4"})).status_code == 204
