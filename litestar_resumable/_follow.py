@@ -5,8 +5,9 @@ store's watch until the stream grows. Replay and live reading are one loop over 
 hand-over between them where an event could be skipped or sent twice (the ``XREAD $`` race).
 
 While idle it sends a ``: ping`` comment every ``heartbeat`` seconds, and every half lease it asks the
-store to end the stream as ``interrupted`` if the producer's lease has run out; the store does that
-atomically, so of many followers on many workers exactly one writes the terminal event and all read it.
+store to end the stream as ``interrupted`` if the producer's lease has run out (through the watch, so a
+process asks once for all its readers of a stream). The store does that atomically, so of many
+followers on many workers exactly one writes the terminal event and all of them read it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from litestar_resumable._events import encode_sse, terminal_data
+from litestar_resumable._events import encode_sse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -65,9 +66,7 @@ async def follow(
                 continue
             now = loop.time()
             if now >= next_lease_check:
-                info = await store.finish(
-                    stream_id, "interrupted", terminal_data("interrupted"), only_if_lease_expired=True
-                )
+                info = await watch.interrupt_if_abandoned(lease_check)
                 if info is None:  # expired or deleted under us: nothing more will come
                     return
                 next_lease_check = now + lease_check

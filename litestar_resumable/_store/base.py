@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
+
+from litestar_resumable._events import terminal_data
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -35,13 +38,17 @@ class StoreUnavailableError(RuntimeError):
 class StreamWatch:
     """A handle that lets a reader sleep until a stream may have grown.
 
-    This default polls; stores with a way to hear about new events override it.
+    This default polls; stores with a way to hear about new events override ``wait``. A store may hand
+    one watch to all readers of a stream in a process; then ``interrupt_if_abandoned`` asks the store
+    once for all of them.
     """
 
     def __init__(self, store: StreamStore, stream_id: str, poll_interval: float = 0.25) -> None:
         self._store = store
         self._stream_id = stream_id
         self._poll_interval = poll_interval
+        self._checked_at = -math.inf
+        self._checked: StreamInfo | None = None
 
     async def wait(self, position: int, timeout: float) -> bool:
         """Return True once there may be events after ``position``, False after ``timeout`` seconds."""
@@ -49,12 +56,25 @@ class StreamWatch:
         deadline = loop.time() + timeout
         while True:
             info = await self._store.info(self._stream_id)
-            if info is None or info.last_position > position:
+            if info is not None and info.last_position > position:
                 return True
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
             await asyncio.sleep(min(self._poll_interval, remaining))
+
+    async def interrupt_if_abandoned(self, min_interval: float) -> StreamInfo | None:
+        """End the stream as ``interrupted`` if its producer's lease ran out; return its info (None: gone).
+
+        Asks the store at most once per ``min_interval`` seconds, whatever the number of readers.
+        """
+        now = asyncio.get_running_loop().time()
+        if now - self._checked_at >= min_interval:
+            self._checked_at = now
+            self._checked = await self._store.finish(
+                self._stream_id, "interrupted", terminal_data("interrupted"), only_if_lease_expired=True
+            )
+        return self._checked
 
 
 class StreamStore(ABC):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import deque
 from importlib.resources import files
 from itertools import islice
@@ -48,6 +49,7 @@ logger = logging.getLogger("litestar_resumable")
 
 _PUBSUB_READ_TIMEOUT = 1.0  # below redis-py's default socket_timeout of 5 s
 _SUBSCRIBE_TIMEOUT = 5.0
+_REFRESH_INTERVAL = 1.0
 
 
 def _script(name: str) -> str:
@@ -76,6 +78,7 @@ class _Watched(StreamWatch):
         self.changed = asyncio.Event()
         self.refreshing = False
         self.dirty = False
+        self.refreshed_at = -math.inf
 
     def extend(self, events: Sequence[StreamEvent]) -> None:
         if not events or events[0].position != self.hi + 1:
@@ -102,7 +105,12 @@ class _Watched(StreamWatch):
         try:
             await asyncio.wait_for(changed.wait(), timeout)
         except asyncio.TimeoutError:
-            await self._redis_store._refresh(self)  # noqa: SLF001 - part of the store
+            # A notification may have been lost: look at the stream itself, once a second at most for
+            # all of this process's readers.
+            now = asyncio.get_running_loop().time()
+            if now - self.refreshed_at >= _REFRESH_INTERVAL:
+                self.refreshed_at = now
+                await self._redis_store._refresh(self)  # noqa: SLF001 - part of the store
             return self.hi > position
         return True
 
