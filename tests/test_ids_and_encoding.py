@@ -1,0 +1,74 @@
+"""Ids and SSE encoding: total parsing, and text that survives the wire."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from litestar_resumable import StreamEvent
+from litestar_resumable._events import encode_item, encode_sse
+from litestar_resumable._ids import (
+    MalformedIdError,
+    format_event_id,
+    new_stream_id,
+    parse_event_id,
+    parse_stream_id,
+)
+
+
+def test_event_ids_round_trip() -> None:
+    stream_id = new_stream_id()
+    for position in (0, 1, 42, 10**14):
+        assert parse_event_id(format_event_id(stream_id, position)) == (stream_id, position)
+    assert parse_stream_id(stream_id) == stream_id
+
+
+@given(st.text())
+def test_parsing_any_text_either_succeeds_or_says_what_is_wrong(value: str) -> None:
+    try:
+        stream_id, position = parse_event_id(value)
+    except MalformedIdError as exc:
+        assert "malformed event id" in str(exc)  # noqa: PT017 - either outcome is valid here
+    else:
+        assert format_event_id(stream_id, position) == value
+
+
+@given(st.binary())
+def test_parsing_any_header_bytes_is_total(raw: bytes) -> None:
+    with pytest.raises(MalformedIdError):
+        parse_event_id(raw.decode("latin-1") + "\x00")
+
+
+def parse_sse_data(text: str) -> list[str]:
+    """What a browser's EventSource hands to onmessage, per the SSE specification."""
+    out = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        lines = [
+            line[6:] if line.startswith("data: ") else line[5:]
+            for line in block.split("\n")
+            if line.startswith("data:")
+        ]
+        if lines:
+            out.append("\n".join(lines))
+    return out
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=["Cs"])), min_size=1, max_size=5))
+def test_data_survives_the_wire_with_line_breaks_normalised_to_lf(texts: list[str]) -> None:
+    events = [StreamEvent(i + 1, text) for i, text in enumerate(texts)]
+    decoded = parse_sse_data(encode_sse("A" * 22, events).decode())
+    assert decoded == [t.replace("\r\n", "\n").replace("\r", "\n") for t in texts]
+
+
+def test_reserved_and_broken_event_names_are_refused() -> None:
+    from litestar.response import ServerSentEventMessage  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="reserved"):
+        encode_item(ServerSentEventMessage(data="x", event="end"))
+    with pytest.raises(ValueError, match="line breaks"):
+        encode_item(ServerSentEventMessage(data="x", event="a\nb"))
+    with pytest.raises(UnicodeDecodeError):
+        encode_item(b"\xff")
+    with pytest.raises(TypeError):
+        encode_item(object())
