@@ -8,9 +8,11 @@ everything pending in one ``append`` whenever it runs, and while that write is i
 collect for the next one. A slow generator thus costs one write per item, each sent at once, and a fast
 one one write per many items. A generator that gets ``max_batch`` items ahead of the store waits.
 
-The writer also renews the producer's lease while the generator is quiet, and learns from every write
-whether someone else (a cancel on any worker, or a reader that found the lease expired) has ended the
-stream; then it cancels the generator.
+The writer also renews the producer's lease while the generator is quiet. Someone else may end the
+stream (a cancel on any worker, a reader that found the lease expired): the producer then cancels its
+generator, at once when it hears of it through its watch of the stream (the only other writer writes
+the terminal event, so the stream growing past what the producer wrote means just that), and at the
+latest when its next write or lease renewal is refused.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class Producer:
         self._stop_status: TerminalStatus = "cancelled"
         self._closed_elsewhere = False
         self._closing = False
+        self._stored = 0  # the last position this producer has stored
         self.task = asyncio.create_task(self._run(), name=f"litestar-resumable producer {stream_id}")
 
     def stop(self, status: TerminalStatus) -> None:
@@ -71,6 +74,7 @@ class Producer:
 
     async def _run(self) -> None:
         writer = asyncio.create_task(self._write_loop())
+        guard = asyncio.create_task(self._watch_for_end())
         status: TerminalStatus | None = None
         message: str | None = None
         try:
@@ -98,7 +102,28 @@ class Producer:
             if status is not None:
                 await self._finish(status, message)
         finally:
+            guard.cancel()
+            await asyncio.gather(guard, return_exceptions=True)
             await self._on_exit(self)
+
+    async def _watch_for_end(self) -> None:
+        """Cancel the generator as soon as the stream holds an event this producer did not write."""
+        async with self.store.watch(self.stream_id) as watch:
+            seen = 0
+            while True:
+                seen = max(seen, self._stored)
+                woke = await watch.wait(seen, self.options.lease)
+                if self._closing:
+                    return
+                if not woke or self._stored > seen:
+                    continue  # nothing new, or our own write
+                info = await self.store.info(self.stream_id)
+                if info is None or not info.is_running:
+                    self._closed_elsewhere = True
+                    self.task.cancel()
+                    return
+                # Still running: we saw our own write before it returned to us. Wait beyond it.
+                seen = max(seen, info.last_position)
 
     async def _consume(self, writer: asyncio.Task[None]) -> None:
         """Run the generator, queueing its items for the writer."""
@@ -147,6 +172,8 @@ class Producer:
                 if not self._closing:
                     self.task.cancel()
                 raise _StreamClosedError
+            if batch:
+                self._stored = batch[-1].position
             if self._closing and not self._pending:
                 return
 

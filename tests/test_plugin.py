@@ -443,6 +443,23 @@ async def test_cancel_route_ends_a_running_generation_for_its_followers(
     assert again.json()["status"] == "cancelled"
 
 
+async def test_a_cancel_from_another_worker_stops_the_generator_at_once(
+    store: StreamStore, peer_store: StreamStore, gate: Gate
+) -> None:
+    # A 60 s lease: a renewal (every 20 s) cannot be what stops it within the 10 s bound below.
+    async with (
+        serve(build_app(store, gate, lease=60.0)) as client,
+        client.stream("GET", "/held", params={"n": 1}) as response,
+    ):
+        stream_id = response.headers["x-resumable-stream-id"]
+        await within(read_until(response, lambda ev: len(ev) >= 1))
+        await peer_store.finish(stream_id, "cancelled", '{"status":"cancelled"}')
+        await within(gate.finished.wait())
+        events = await within(read_until(response, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
+        assert msgspec.json.decode(events[-1]["data"]) == {"status": "cancelled"}
+    assert not gate.open.is_set()
+
+
 async def test_shutdown_is_bounded_and_ends_every_stream(
     store_kind: str, key_prefix: str, gate: Gate
 ) -> None:
