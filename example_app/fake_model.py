@@ -27,13 +27,17 @@ _PARAGRAPHS = [
 ]
 
 
-async def fake_answer(
-    prompt: str, *, tokens_per_second: float = 45.0, seed: int | None = None
-) -> AsyncIterator[str]:
-    """Yield an answer word by word (with its trailing space), about ``tokens_per_second`` words a second."""
-    rng = random.Random(seed if seed is not None else prompt)  # noqa: S311 - not for security
+def answer_words(prompt: str) -> list[str]:
+    """The fake model's answer to ``prompt``, as the pieces it streams (each word with its space)."""
+    rng = random.Random(prompt)  # noqa: S311 - not for security
     paragraphs = rng.sample(_PARAGRAPHS, k=len(_PARAGRAPHS))
     text = f'You asked: "{prompt}". ' + "\n\n".join(paragraphs)
-    for word in text.split(" "):
-        yield word + " "
+    return [word + " " for word in text.split(" ")]
+
+
+async def fake_answer(prompt: str, *, tokens_per_second: float = 45.0) -> AsyncIterator[str]:
+    """Yield the answer piece by piece, about ``tokens_per_second`` pieces a second, varying the pace."""
+    rng = random.Random(prompt)  # noqa: S311 - not for security
+    for word in answer_words(prompt):
+        yield word
         await asyncio.sleep(rng.uniform(0.5, 1.5) / tokens_per_second)

@@ -1,4 +1,4 @@
-"""Real uvicorn processes running ``tests/e2e_app.py``, for the end-to-end tests.
+"""Real uvicorn processes (``tests/e2e_app.py`` unless told otherwise), for the end-to-end tests.
 
     with running({"E2E_LEASE": "1"}, {}) as (a, b):
         httpx.get(f"{a.url}/pid")
@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -40,11 +41,22 @@ class ServerError(RuntimeError):
 
 
 class Server:
-    """One ``uvicorn e2e_app:app`` process with its own environment."""
+    """One uvicorn process with its own environment (``e2e_app:app`` from this folder by default)."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, *, name: str = "server") -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        *,
+        name: str = "server",
+        app: str = "e2e_app:app",
+        app_dir: Path = TESTS_DIR,
+        ready_path: str = "/pid",
+    ) -> None:
         self.env = dict(env or {})
         self.name = name
+        self.app = app
+        self.app_dir = app_dir
+        self.ready_path = ready_path
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self._log: tempfile._TemporaryFileWrapper[bytes] | None = None
@@ -70,9 +82,9 @@ class Server:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "e2e_app:app",
+                self.app,
                 "--app-dir",
-                str(TESTS_DIR),
+                str(self.app_dir),
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -93,7 +105,7 @@ class Server:
         return Path(self._log.name).read_text(encoding="utf-8", errors="replace")
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Poll ``/pid`` until this very process answers; raise with its output if it dies or is slow."""
+        """Poll ``ready_path`` until this process answers (``/pid``: this very process); raise if it dies."""
         assert self.process is not None, "the server is not started"
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=1.0) as client:
@@ -102,8 +114,10 @@ class Server:
                     code = self.process.returncode
                     raise ServerError(f"{self.name} exited with {code} before answering:\n{self.output()}")
                 with contextlib.suppress(httpx.TransportError):
-                    response = client.get(f"{self.url}/pid")
-                    if response.status_code == 200 and response.json() == self.process.pid:
+                    response = client.get(f"{self.url}{self.ready_path}")
+                    if response.status_code == 200 and (
+                        self.ready_path != "/pid" or response.json() == self.process.pid
+                    ):
                         return
                 if time.monotonic() > deadline:
                     raise ServerError(f"{self.name} did not answer within {timeout} s:\n{self.output()}")
@@ -135,9 +149,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(*envs: Mapping[str, str]) -> Iterator[list[Server]]:
+def running(*envs: Mapping[str, str], **options: Any) -> Iterator[list[Server]]:
     """Start one server per environment, wait until all answer, and stop them all at the end."""
-    servers = [Server(env, name=f"server{i}") for i, env in enumerate(envs)]
+    servers = [Server(env, name=f"server{i}", **options) for i, env in enumerate(envs)]
     try:
         for server in servers:
             server.start()
