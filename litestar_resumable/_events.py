@@ -61,6 +61,8 @@ class StreamInfo(msgspec.Struct, frozen=True):
     """Position of the newest stored event (the terminal one once the stream has ended); 0 when empty."""
     route: str = ""
     key: str | None = None
+    owner: str | None = None
+    """Who started the stream, as the route's ``owner`` callable said; None when routes have no owners."""
 
     @property
     def is_running(self) -> bool:

@@ -20,6 +20,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from litestar_resumable._events import encode_sse
 
 if TYPE_CHECKING:
+    from collections import Counter
     from collections.abc import AsyncIterator
 
     from litestar_resumable._options import StreamOptions
@@ -79,14 +80,28 @@ async def follow(
 
 
 def sse_response(
-    store: StreamStore, stream_id: str, after: int, options: StreamOptions, *, status_code: int = 200
+    store: StreamStore,
+    stream_id: str,
+    after: int,
+    options: StreamOptions,
+    *,
+    followers: Counter[str] | None = None,
 ) -> ServerSentEvent:
+    """The SSE response of a follower; ``followers`` counts the open ones per stream while they read."""
+
     async def body() -> AsyncIterator[ServerSentEventMessage]:
-        async for chunk in follow(store, stream_id, after, options):
-            yield EncodedEvents(chunk)
+        if followers is not None:
+            followers[stream_id] += 1
+        try:
+            async for chunk in follow(store, stream_id, after, options):
+                yield EncodedEvents(chunk)
+        finally:
+            if followers is not None:
+                followers[stream_id] -= 1
+                if followers[stream_id] <= 0:
+                    del followers[stream_id]
 
     return ServerSentEvent(
         body(),
-        status_code=status_code,
         headers={"Cache-Control": "no-cache, no-transform", "X-Resumable-Stream-Id": stream_id},
     )

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ("ConflictPolicy", "StreamOptions")
+from litestar import Request
+
+__all__ = ("ConflictPolicy", "OwnerFunction", "StreamOptions")
 
 ConflictPolicy = Literal["cancel", "reject"]
+OwnerFunction = Callable[[Request[Any, Any, Any]], "str | Awaitable[str | None] | None"]
+_LIMITS = ("max_event_bytes", "max_events", "max_followers")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,14 @@ class StreamOptions:
     """Send the handler's exception text in the terminal event of a failed stream."""
     max_batch: int = 512
     """Most events per store write; a producer that gets this far ahead of the store waits for it."""
+    owner: OwnerFunction | None = None
+    """request -> owner id (a user id, say), recorded with the stream; other owners get 404 for it."""
+    max_event_bytes: int = 1024 * 1024
+    """Largest event (UTF-8 bytes of its data); a larger one ends the stream with an error."""
+    max_events: int = 100_000
+    """Most events in one stream; the next one ends it with an error."""
+    max_followers: int = 1000
+    """Most readers of one stream on one worker at a time; more get 429."""
 
     def __post_init__(self) -> None:
         for name in ("ttl", "heartbeat", "lease"):
@@ -38,8 +51,11 @@ class StreamOptions:
             raise ValueError(f"retry must be a number of milliseconds >= 0, got {self.retry!r}")
         if self.on_conflict not in ("cancel", "reject"):
             raise ValueError(f"on_conflict must be 'cancel' or 'reject', got {self.on_conflict!r}")
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {self.max_batch!r}")
+        for name in ("max_batch", *_LIMITS):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.owner is not None and not callable(self.owner):
+            raise ValueError(f"owner must be a callable taking the request, got {self.owner!r}")
 
     def merged(self, overrides: dict[str, Any]) -> StreamOptions:
         return dataclasses.replace(

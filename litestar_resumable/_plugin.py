@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response, Router, delete, get
@@ -25,6 +27,7 @@ from litestar.exceptions import (
     ImproperlyConfiguredException,
     NotFoundException,
     ServiceUnavailableException,
+    TooManyRequestsException,
 )
 from litestar.plugins import InitPlugin, ReceiveRoutePlugin
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -34,18 +37,19 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_4
 from litestar_resumable._events import StreamEvent, StreamInfo, encode_item, encode_sse, terminal_data
 from litestar_resumable._follow import EncodedEvents, sse_response
 from litestar_resumable._ids import MalformedIdError, new_stream_id, parse_event_id, parse_stream_id
-from litestar_resumable._options import ConflictPolicy, StreamOptions
+from litestar_resumable._options import ConflictPolicy, OwnerFunction, StreamOptions
 from litestar_resumable._producer import Producer
 from litestar_resumable._route import PLUGIN_PARAMETER, RouteSpec
 from litestar_resumable._store.base import StoreUnavailableError, StreamStore
 from litestar_resumable._store.memory import MemoryStreamStore
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 
     from litestar import Litestar
     from litestar.config.app import AppConfig
     from litestar.routes import BaseRoute
+    from litestar.types import Guard
 
 __all__ = ("ResumablePlugin",)
 
@@ -77,7 +81,14 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         on_conflict: ConflictPolicy = "cancel",
         expose_errors: bool = False,
         max_batch: int = 512,
+        owner: OwnerFunction | None = None,
+        max_event_bytes: int = 1024 * 1024,
+        max_events: int = 100_000,
+        max_followers: int = 1000,
+        max_generations: int | None = None,
+        max_generations_per_owner: int | None = None,
         route_prefix: str = "/resumable",
+        guards: Sequence[Guard] | None = None,
         shutdown_grace: float = 10.0,
     ) -> None:
         self.store: StreamStore = store if store is not None else MemoryStreamStore()
@@ -90,11 +101,19 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             on_conflict=on_conflict,
             expose_errors=expose_errors,
             max_batch=max_batch,
+            owner=owner,
+            max_event_bytes=max_event_bytes,
+            max_events=max_events,
+            max_followers=max_followers,
         )
+        self.max_generations = max_generations
+        self.max_generations_per_owner = max_generations_per_owner
         self.route_prefix = "/" + route_prefix.strip("/")
+        self.guards = list(guards or [])
         self.shutdown_grace = shutdown_grace
         self._routes: dict[str, StreamOptions] = {}
         self._producers: dict[str, Producer] = {}
+        self._followers: Counter[str] = Counter()
         self._closing = False
 
     # -- wiring into Litestar --
@@ -123,20 +142,26 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
     def _router(self) -> Router:
         plugin = self
 
-        @get("/streams/{stream_id:str}", name="litestar_resumable:resume", media_type="text/event-stream")
+        @get("/streams/{stream_id:str}", name="litestar_resumable:resume")
         async def resume_stream(stream_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
             """Replay a stream from the start or from ``Last-Event-ID``, then follow it live."""
-            return await plugin.stream_response(stream_id, last_event_id=_resume_position(request))
+            stream_id = _checked_stream_id(stream_id)
+            owner = await plugin._requester(stream_id, request)
+            return await plugin.stream_response(
+                stream_id, last_event_id=_resume_position(request), owner=owner
+            )
 
         @delete("/streams/{stream_id:str}", name="litestar_resumable:cancel", status_code=HTTP_202_ACCEPTED)
-        async def cancel_stream(stream_id: str) -> dict[str, str]:
+        async def cancel_stream(stream_id: str, request: Request[Any, Any, Any]) -> dict[str, str]:
             """Cancel a generation, wherever it runs; its followers get the ``cancelled`` terminal event."""
-            info = await plugin.cancel(_checked_stream_id(stream_id))
+            stream_id = _checked_stream_id(stream_id)
+            owner = await plugin._requester(stream_id, request)
+            info = await plugin.cancel(stream_id, owner=owner)
             if info is None:
                 raise NotFoundException(f"unknown or expired stream {stream_id}")
             return {"stream_id": stream_id, "status": info.status}
 
-        return Router(self.route_prefix, route_handlers=[resume_stream, cancel_stream])
+        return Router(self.route_prefix, route_handlers=[resume_stream, cancel_stream], guards=self.guards)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Litestar) -> AsyncIterator[None]:
@@ -152,27 +177,36 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         """The settings of a ``@resumable`` route (plugin defaults for unknown routes)."""
         return self._routes.get(route_id, self.defaults)
 
-    async def stream_response(self, stream_id: str, *, last_event_id: str | None = None) -> Response[Any]:
-        """Answer with a stream from the start, or after ``last_event_id``: SSE, 204 after the end, or 4xx."""
+    async def stream_response(
+        self, stream_id: str, *, last_event_id: str | None = None, owner: str | None = None
+    ) -> Response[Any]:
+        """Answer with a stream from the start, or after ``last_event_id``: SSE, 204 after the end, or 4xx.
+
+        A stream started with an owner is served only to the same ``owner``; to anyone else it is 404.
+        """
         stream_id = _checked_stream_id(stream_id)
         after = 0
         if last_event_id is not None:
             id_stream, after = _checked_event_id(last_event_id)
             if id_stream != stream_id:
                 raise ClientException("Last-Event-ID belongs to another stream than the one requested")
-        return await self._open(stream_id, after, route_id=None)
+        return await self._open(stream_id, after, owner=owner, route_id=None)
 
-    async def active_stream_id(self, key: str) -> str | None:
-        """The id of the running generation for ``key``, or None."""
-        stream_id = await self.store.get_key(key)
+    async def active_stream_id(self, key: str, *, owner: str | None = None) -> str | None:
+        """The id of ``owner``'s running generation for ``key``, or None."""
+        stream_id = await self.store.get_key(_scoped_key(key, owner))
         if stream_id is None:
             return None
         info = await self._live_info(stream_id)
-        return stream_id if info is not None and info.is_running else None
+        return stream_id if info is not None and info.is_running and info.owner == owner else None
 
-    async def cancel(self, stream_id: str) -> StreamInfo | None:
-        """End a running generation as ``cancelled`` (on any worker); None if the stream is unknown."""
-        info = await self.store.finish(stream_id, "cancelled", terminal_data("cancelled"))
+    async def cancel(self, stream_id: str, *, owner: str | None = None) -> StreamInfo | None:
+        """End a running generation as ``cancelled`` (on any worker); None if unknown (or not ``owner``'s)."""
+        info = await self.store.info(stream_id)
+        if info is None or info.owner != owner:
+            return None
+        if info.is_running:
+            info = await self.store.finish(stream_id, "cancelled", terminal_data("cancelled"))
         producer = self._producers.get(stream_id)
         if producer is not None:
             producer.stop("cancelled")
@@ -202,32 +236,67 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         options = self.options_for(spec.route_id)
         if not options.enabled:
             return _plain_response(spec.function(**kwargs))
+        owner = await _owner_of(options, request)
         position = _resume_position(request)
         if position is not None:
             stream_id, after = _checked_event_id(position)
-            return await self._open(stream_id, after, route_id=spec.route_id)
-        return await self._start(spec, options, kwargs)
+            return await self._open(stream_id, after, owner=owner, route_id=spec.route_id)
+        return await self._start(spec, options, kwargs, owner)
 
-    async def _start(self, spec: RouteSpec, options: StreamOptions, kwargs: dict[str, Any]) -> Response[Any]:
+    async def _requester(self, stream_id: str, request: Request[Any, Any, Any]) -> str | None:
+        """Who asks for a stream, as the owner function of the stream's route says (None without one)."""
+        info = await self.store.info(stream_id)
+        return None if info is None else await _owner_of(self.options_for(info.route), request)
+
+    async def _start(
+        self, spec: RouteSpec, options: StreamOptions, kwargs: dict[str, Any], owner: str | None
+    ) -> Response[Any]:
         if self._closing:
             raise ServiceUnavailableException("the server is shutting down; try again shortly")
+        self._check_generation_limits(owner)
         stream_id = new_stream_id()
-        key = None if spec.key is None else str(kwargs[spec.key])
+        key = None if spec.key is None else _scoped_key(str(kwargs[spec.key]), owner)
         replaced = None if key is None else await self._claim_key(key, stream_id, options)
         try:
             await self.store.create(
-                stream_id, route=spec.route_id, key=key, lease=options.lease, ttl=options.ttl
+                stream_id, route=spec.route_id, key=key, lease=options.lease, ttl=options.ttl, owner=owner
             )
         except StoreUnavailableError as exc:
             if key is not None:
                 await self.store.compare_and_set_key(key, stream_id, None, ttl=0)
             raise ServiceUnavailableException(str(exc)) from exc
         self._producers[stream_id] = Producer(
-            self.store, stream_id, spec.function(**kwargs), options, on_exit=self._producer_exited
+            self.store,
+            stream_id,
+            spec.function(**kwargs),
+            options,
+            on_exit=self._producer_exited,
+            owner=owner,
         )
         if replaced is not None:
-            await self.cancel(replaced)
-        return sse_response(self.store, stream_id, 0, options)
+            await self.cancel(replaced, owner=owner)
+        return self._follower(stream_id, 0, options)
+
+    def _check_generation_limits(self, owner: str | None) -> None:
+        if self.max_generations is not None and len(self._producers) >= self.max_generations:
+            raise TooManyRequestsException(
+                f"this worker runs max_generations ({self.max_generations}) generations; try again later"
+            )
+        if owner is not None and self.max_generations_per_owner is not None:
+            running = sum(1 for producer in self._producers.values() if producer.owner == owner)
+            if running >= self.max_generations_per_owner:
+                raise TooManyRequestsException(
+                    f"you run max_generations_per_owner ({self.max_generations_per_owner}) generations; "
+                    "wait for one to end or cancel one"
+                )
+
+    def _follower(self, stream_id: str, after: int, options: StreamOptions) -> Response[Any]:
+        if self._followers[stream_id] >= options.max_followers:
+            raise TooManyRequestsException(
+                f"stream {stream_id} has max_followers ({options.max_followers}) readers on this worker; "
+                "try again later"
+            )
+        return sse_response(self.store, stream_id, after, options, followers=self._followers)
 
     async def _producer_exited(self, producer: Producer) -> None:
         self._producers.pop(producer.stream_id, None)
@@ -261,9 +330,12 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             )
         return info
 
-    async def _open(self, stream_id: str, after: int, *, route_id: str | None) -> Response[Any]:
+    async def _open(
+        self, stream_id: str, after: int, *, owner: str | None, route_id: str | None
+    ) -> Response[Any]:
         info = await self.store.info(stream_id)
-        if info is None or (route_id is not None and info.route != route_id):
+        # Another owner's stream is as unknown as a missing one, so ids cannot be probed.
+        if info is None or info.owner != owner or (route_id is not None and info.route != route_id):
             raise NotFoundException(f"unknown or expired stream {stream_id}")
         if after > info.last_position:
             raise ClientException(
@@ -271,7 +343,19 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             )
         if not info.is_running and after == info.last_position:
             return Response(None, status_code=HTTP_204_NO_CONTENT)
-        return sse_response(self.store, stream_id, after, self.options_for(info.route))
+        return self._follower(stream_id, after, self.options_for(info.route))
+
+
+def _scoped_key(key: str, owner: str | None) -> str:
+    """Keys are per owner: two users' chat 42 are two chats."""
+    return key if owner is None else f"{owner}\x1f{key}"
+
+
+async def _owner_of(options: StreamOptions, request: Request[Any, Any, Any]) -> str | None:
+    if options.owner is None:
+        return None
+    owner = options.owner(request)
+    return await owner if inspect.isawaitable(owner) else owner
 
 
 def _checked_stream_id(value: str) -> str:

@@ -41,6 +41,10 @@ class _StreamClosedError(Exception):
     """The stream was ended by someone else; the generator's work is no longer wanted."""
 
 
+class _LimitError(Exception):
+    """The generator passed one of the route's limits; its message is ours, fit for clients."""
+
+
 class Producer:
     """Runs one generation: the handler's async generator, teed into the store."""
 
@@ -50,11 +54,14 @@ class Producer:
         stream_id: str,
         generator: AsyncGenerator[Any, None],
         options: StreamOptions,
+        *,
         on_exit: Callable[[Producer], Awaitable[None]],
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.stream_id = stream_id
         self.options = options
+        self.owner = owner
         self._generator = generator
         self._on_exit = on_exit
         self._pending: list[StreamEvent] = []
@@ -84,6 +91,9 @@ class Producer:
             status = None if self._closed_elsewhere else self._stop_status
         except _StreamClosedError:
             status = None
+        except _LimitError as exc:
+            logger.warning("resumable stream %s: %s", self.stream_id, exc)
+            status, message = "error", str(exc)
         except Exception as exc:
             logger.exception("resumable stream %s failed", self.stream_id)
             status = "error"
@@ -130,6 +140,7 @@ class Producer:
         try:
             async for item in self._generator:
                 event, data = encode_item(item)
+                self._check_limits(data)
                 self._pending.append(StreamEvent(self._next_position, data, event))
                 self._next_position += 1
                 self._wake.set()
@@ -141,6 +152,13 @@ class Producer:
         finally:
             with contextlib.suppress(Exception):
                 await self._generator.aclose()
+
+    def _check_limits(self, data: str) -> None:
+        if self._next_position > self.options.max_events:
+            raise _LimitError(f"the stream passed max_events ({self.options.max_events})")
+        limit = self.options.max_event_bytes
+        if len(data) > limit // 4 and len(data.encode()) > limit:  # 4 bytes per character at most
+            raise _LimitError(f"an event of {len(data.encode())} bytes passed max_event_bytes ({limit})")
 
     async def _finish(self, status: TerminalStatus, message: str | None) -> None:
         for delay in (*_STORE_RETRY_DELAYS, None):

@@ -22,7 +22,7 @@ from litestar import Request, Response
 from litestar.di import Dependency
 from litestar.handlers import BaseRouteHandler
 
-from litestar_resumable._options import ConflictPolicy
+from litestar_resumable._options import ConflictPolicy, OwnerFunction
 
 if TYPE_CHECKING:
     from litestar_resumable._plugin import ResumablePlugin
@@ -92,6 +92,10 @@ def resumable(
     on_conflict: ConflictPolicy | None = None,
     expose_errors: bool | None = None,
     max_batch: int | None = None,
+    owner: OwnerFunction | None = None,
+    max_event_bytes: int | None = None,
+    max_events: int | None = None,
+    max_followers: int | None = None,
 ) -> Callable[[Callable[P, AsyncIterator[Any]]], Callable[P, Awaitable[Response[Any]]]]: ...
 
 
@@ -108,6 +112,10 @@ def resumable(
     on_conflict: ConflictPolicy | None = None,
     expose_errors: bool | None = None,
     max_batch: int | None = None,
+    owner: OwnerFunction | None = None,
+    max_event_bytes: int | None = None,
+    max_events: int | None = None,
+    max_followers: int | None = None,
 ) -> Any:
     """Make a streaming handler resumable. Use it under the route decorator, bare or with options.
 
@@ -123,6 +131,10 @@ def resumable(
         "on_conflict": on_conflict,
         "expose_errors": expose_errors,
         "max_batch": max_batch,
+        "owner": owner,
+        "max_event_bytes": max_event_bytes,
+        "max_events": max_events,
+        "max_followers": max_followers,
     }
 
     def decorate(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., Awaitable[Response[Any]]]:

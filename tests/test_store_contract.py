@@ -18,9 +18,14 @@ def events(first: int, *texts: str) -> list[StreamEvent]:
 
 
 async def make(
-    store: StreamStore, stream_id: str = "s" * 22, *, key: str | None = None, lease: float = LEASE
+    store: StreamStore,
+    stream_id: str = "s" * 22,
+    *,
+    key: str | None = None,
+    lease: float = LEASE,
+    owner: str | None = None,
 ) -> str:
-    await store.create(stream_id, route="tests.route", key=key, lease=lease, ttl=TTL)
+    await store.create(stream_id, route="tests.route", key=key, lease=lease, ttl=TTL, owner=owner)
     return stream_id
 
 
@@ -29,7 +34,19 @@ async def test_new_stream_is_running_and_empty(store: StreamStore) -> None:
     info = await store.info(sid)
     assert info is not None
     assert (info.status, info.last_position, info.route, info.key) == ("running", 0, "tests.route", "chat-1")
+    assert info.owner is None
     assert await store.read_after(sid, 0, limit=10) == []
+
+
+@pytest.mark.parametrize("owner", ["user-7", "", "=odd:owner\n"])
+async def test_the_owner_is_kept_exactly(store: StreamStore, owner: str) -> None:
+    sid = await make(store, owner=owner)
+    info = await store.info(sid)
+    assert info is not None
+    assert info.owner == owner
+    ended = await store.finish(sid, "done", "{}")
+    assert ended is not None
+    assert ended.owner == owner
 
 
 async def test_unknown_stream_has_no_info_and_no_events(store: StreamStore) -> None:

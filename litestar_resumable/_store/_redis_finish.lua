@@ -21,4 +21,4 @@ if status == 'running' then
     redis.call('PUBLISH', ARGV[3], position)
   end
 end
-return redis.call('HMGET', KEYS[2], 'status', 'last', 'route', 'key')
+return redis.call('HMGET', KEYS[2], 'status', 'last', 'route', 'key', 'owner')

@@ -81,7 +81,16 @@ class StreamStore(ABC):
     """Where resumable streams live. Subclass it to keep streams somewhere else."""
 
     @abstractmethod
-    async def create(self, stream_id: str, *, route: str, key: str | None, lease: float, ttl: float) -> None:
+    async def create(
+        self,
+        stream_id: str,
+        *,
+        route: str,
+        key: str | None,
+        lease: float,
+        ttl: float,
+        owner: str | None = None,
+    ) -> None:
         """Record a new, empty, running stream whose producer holds a lease of ``lease`` seconds.
 
         A running stream expires ``lease + ttl`` seconds after its last write; an ended one ``ttl``

@@ -34,6 +34,7 @@ _EVENT_OVERHEAD = 64  # bytes of bookkeeping counted per event, so empty events 
 class _Stream:
     route: str
     key: str | None
+    owner: str | None
     ttl: float
     lease_until: float
     expires_at: float
@@ -117,7 +118,16 @@ class MemoryStreamStore(StreamStore):
                 f"MemoryStreamStore is full ({self.max_bytes} bytes of running streams)"
             )
 
-    async def create(self, stream_id: str, *, route: str, key: str | None, lease: float, ttl: float) -> None:
+    async def create(
+        self,
+        stream_id: str,
+        *,
+        route: str,
+        key: str | None,
+        lease: float,
+        ttl: float,
+        owner: str | None = None,
+    ) -> None:
         now = time.monotonic()
         self._purge(now)
         if stream_id in self._streams:
@@ -126,6 +136,7 @@ class MemoryStreamStore(StreamStore):
         self._streams[stream_id] = _Stream(
             route=route,
             key=key,
+            owner=owner,
             ttl=ttl,
             lease_until=now + lease,
             expires_at=now + lease + ttl,
@@ -190,7 +201,7 @@ class MemoryStreamStore(StreamStore):
     @staticmethod
     def _info(stream_id: str, stream: _Stream) -> StreamInfo:
         last = stream.events[-1].position if stream.events else 0
-        return StreamInfo(stream_id, stream.status, last, stream.route, stream.key)
+        return StreamInfo(stream_id, stream.status, last, stream.route, stream.key, stream.owner)
 
     async def get_key(self, key: str) -> str | None:
         entry = self._keys.get(key)

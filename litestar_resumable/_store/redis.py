@@ -5,8 +5,8 @@ Key layout (``P`` is ``key_prefix``; ``{id}`` is a Redis Cluster hash tag, so a 
 - ``P:{id}:events``: a Redis Stream; the entry id of the event at position ``n`` is ``0-n``, so
   ``XRANGE (0-n +`` is "everything after position n" with no lookup table;
 - ``P:{id}:meta``: a hash with ``status``, ``last`` (newest position), ``lease`` (Redis server time in ms
-  until which the producer is presumed alive), ``ttl`` (ms to keep the stream after it ends), ``route``
-  and ``key``;
+  until which the producer is presumed alive), ``ttl`` (ms to keep the stream after it ends), ``route``,
+  ``key`` and ``owner``;
 - ``P:{id}:notify``: a Pub/Sub channel; every write publishes the new last position;
 - ``P:key:<key>``: the id of the active stream for an app-defined key.
 
@@ -50,6 +50,7 @@ logger = logging.getLogger("litestar_resumable")
 _PUBSUB_READ_TIMEOUT = 1.0  # below redis-py's default socket_timeout of 5 s
 _SUBSCRIBE_TIMEOUT = 5.0
 _REFRESH_INTERVAL = 1.0
+_INFO_FIELDS = ["status", "last", "route", "key", "owner"]
 
 
 def _script(name: str) -> str:
@@ -150,16 +151,35 @@ class RedisStreamStore(StreamStore):
 
     @staticmethod
     def _info(stream_id: str, fields: list[Any]) -> StreamInfo | None:
-        status, last, route, key = fields
+        status, last, route, key, owner = fields
         if status is None:
             return None
         status_text: StreamStatus = _text(status)  # type: ignore[assignment] # only scripts write it
         key_text = _text(key) if key is not None else ""
-        return StreamInfo(stream_id, status_text, int(last), _text(route), key_text or None)
+        owner_text = _text(owner) if owner is not None else ""
+        return StreamInfo(
+            stream_id,
+            status_text,
+            int(last),
+            _text(route),
+            key_text or None,
+            owner_text[1:] if owner_text else None,
+        )
 
-    async def create(self, stream_id: str, *, route: str, key: str | None, lease: float, ttl: float) -> None:
+    async def create(
+        self,
+        stream_id: str,
+        *,
+        route: str,
+        key: str | None,
+        lease: float,
+        ttl: float,
+        owner: str | None = None,
+    ) -> None:
         _, meta, _ = self._keys(stream_id)
-        created = await self._create(keys=[meta], args=[_ms(lease), _ms(ttl), route, key or ""])
+        # An owner is stored with a leading '=' so that an empty owner id stays distinct from none.
+        owner_field = "" if owner is None else f"={owner}"
+        created = await self._create(keys=[meta], args=[_ms(lease), _ms(ttl), route, key or "", owner_field])
         if not int(created):
             raise ValueError(f"stream {stream_id} exists already")
 
@@ -218,7 +238,7 @@ class RedisStreamStore(StreamStore):
 
     async def info(self, stream_id: str) -> StreamInfo | None:
         _, meta, _ = self._keys(stream_id)
-        fields = await self.redis.hmget(meta, ["status", "last", "route", "key"])
+        fields = await self.redis.hmget(meta, _INFO_FIELDS)
         return self._info(stream_id, fields)
 
     async def get_key(self, key: str) -> str | None:
