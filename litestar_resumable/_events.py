@@ -76,7 +76,7 @@ def encode_item(item: Any) -> tuple[str | None, str]:
     if isinstance(item, bytes):
         return None, item.decode()
     if isinstance(item, ServerSentEventMessage):
-        event = item.event
+        event = item.event or None
         if event is not None and (event == TERMINAL_EVENT or _LINE_BREAK.search(event)):
             raise ValueError(
                 f"SSE event name {event!r} is not allowed: {TERMINAL_EVENT!r} is reserved for the terminal "

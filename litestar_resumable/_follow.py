@@ -103,5 +103,6 @@ def sse_response(
 
     return ServerSentEvent(
         body(),
+        status_code=200,  # not the route's default: a POST route would answer 201
         headers={"Cache-Control": "no-cache, no-transform", "X-Resumable-Stream-Id": stream_id},
     )

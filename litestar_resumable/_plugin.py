@@ -120,6 +120,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         app_config.lifespan.append(self._lifespan)
+        app_config.exception_handlers.setdefault(StoreUnavailableError, _store_unavailable)
         app_config.dependencies[PLUGIN_PARAMETER] = Provide(self._provide, sync_to_thread=False)
         app_config.route_handlers.append(self._router())
         return app_config
@@ -261,10 +262,10 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             await self.store.create(
                 stream_id, route=spec.route_id, key=key, lease=options.lease, ttl=options.ttl, owner=owner
             )
-        except StoreUnavailableError as exc:
+        except StoreUnavailableError:
             if key is not None:
-                await self.store.compare_and_set_key(key, stream_id, None, ttl=0)
-            raise ServiceUnavailableException(str(exc)) from exc
+                await _quietly(self.store.compare_and_set_key(key, stream_id, None, ttl=0))
+            raise
         self._producers[stream_id] = Producer(
             self.store,
             stream_id,
@@ -344,6 +345,12 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         if not info.is_running and after == info.last_position:
             return Response(None, status_code=HTTP_204_NO_CONTENT)
         return self._follower(stream_id, after, self.options_for(info.route))
+
+
+def _store_unavailable(request: Request[Any, Any, Any], exc: StoreUnavailableError) -> Response[Any]:
+    logger.warning("%s %s: %s", request.method, request.url.path, exc)
+    detail = "the stream store is unavailable; try again shortly"
+    return Response({"status_code": 503, "detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
 
 def _scoped_key(key: str, owner: str | None) -> str:

@@ -109,6 +109,8 @@ class Producer:
                 status = None
             except Exception:
                 logger.exception("could not store the last events of stream %s", self.stream_id)
+                if status == "done":  # what was yielded is not all stored: the stream is not done
+                    status, message = "error", None
             if status is not None:
                 await self._finish(status, message)
         finally:
@@ -175,6 +177,12 @@ class Producer:
                 return
 
     async def _write_loop(self) -> None:
+        try:
+            await self._write_batches()
+        finally:
+            self._room.set()  # a generator waiting for room must see that the writer has stopped
+
+    async def _write_batches(self) -> None:
         renew_every = self.options.lease / 3
         while True:
             if not self._closing:

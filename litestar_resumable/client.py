@@ -34,7 +34,7 @@ _RETRYABLE_STATUS = frozenset({502, 503, 504})
 
 
 class StreamEnded(Exception):  # noqa: N818 - it names what happened, not an error class
-    """The stream could not be resumed: too many failed reconnects, or the server lost it."""
+    """The stream could not be resumed: the connection failed more than ``max_reconnects`` times in a row."""
 
 
 @dataclass(frozen=True)

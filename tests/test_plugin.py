@@ -1,4 +1,4 @@
-"""The plugin and @resumable in-process (Litestar's AsyncTestClient), over every store."""
+"""The plugin and @resumable on a real uvicorn server in the test's event loop, over every store."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ImproperlyConfiguredException
 from litestar.response import ServerSentEventMessage
 
-from litestar_resumable import MemoryStreamStore, ResumablePlugin, StreamStore, resumable
+from litestar_resumable import (
+    MemoryStreamStore,
+    RedisStreamStore,
+    ResumablePlugin,
+    StoreUnavailableError,
+    StreamStore,
+    resumable,
+)
 
 
 class Point(msgspec.Struct):
@@ -528,3 +535,64 @@ def test_invalid_options_fail_at_startup() -> None:
 
 def test_the_default_store_is_in_memory() -> None:
     assert isinstance(ResumablePlugin().store, MemoryStreamStore)
+
+
+class RefusingStore(MemoryStreamStore):
+    """A store that takes the first ``accept`` writes, then refuses every write as a full store does."""
+
+    def __init__(self, accept: int) -> None:
+        super().__init__()
+        self.accept = accept
+
+    async def append(self, stream_id: str, events: Any, *, lease: float) -> bool:
+        if events:
+            await asyncio.sleep(0)  # fail after a suspension, as a network store does
+            if self.accept <= 0:
+                raise StoreUnavailableError("full")
+            self.accept -= 1
+        return await super().append(stream_id, events, lease=lease)
+
+
+@pytest.mark.parametrize("accept", [0, 2])
+async def test_a_store_that_refuses_writes_ends_the_stream_as_error_not_done_and_never_hangs(
+    accept: int, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regressions: a generator waiting for room was never woken when the writer died (the producer hung
+    # and stopped renewing its lease), and a failed last write still ended the stream as done.
+    monkeypatch.setattr("litestar_resumable._producer._STORE_RETRY_DELAYS", ())
+    store = RefusingStore(accept)
+    async with serve(build_app(store, gate, max_batch=1)) as client:
+        async with client.stream("GET", "/fast", params={"n": 1000}) as response:
+            stream_id = response.headers["x-resumable-stream-id"]
+            events = await within(read_until(response, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
+        assert msgspec.json.decode(events[-1]["data"]) == {"status": "error"}
+        assert [e["data"] for e in events[:-1]] == [str(i) for i in range(accept)]
+        info = await store.info(stream_id)
+        assert info is not None
+        assert info.status == "error"
+
+
+async def test_an_unreachable_store_answers_503_not_500(gate: Gate) -> None:
+    store = RedisStreamStore.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    async with serve(build_app(store, gate)) as client:
+        for response in (
+            await client.get("/count"),
+            await client.get("/resumable/streams/AAAAAAAAAAAAAAAAAAAAAA"),
+            await client.delete("/resumable/streams/AAAAAAAAAAAAAAAAAAAAAA"),
+            await client.get("/count", headers={"Last-Event-ID": "AAAAAAAAAAAAAAAAAAAAAA.1"}),
+        ):
+            assert response.status_code == 503
+            assert response.json()["detail"] == "the stream store is unavailable; try again shortly"
+            assert response.headers["retry-after"] == "1"
+
+
+async def test_a_post_route_starts_with_200_not_201(client: httpx.AsyncClient, gate: Gate) -> None:
+    async with client.stream("POST", "/chat/status", json={"prompt": "p"}) as response:
+        assert response.status_code == 200
+        gate.open.set()
+
+
+def test_an_empty_event_name_is_no_event_name() -> None:
+    from litestar_resumable._events import encode_item  # noqa: PLC0415
+
+    assert encode_item(ServerSentEventMessage(data="x", event="")) == (None, "x")

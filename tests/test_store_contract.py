@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from conftest import within
 
-from litestar_resumable import MemoryStreamStore, StreamEvent, StreamStore
+from litestar_resumable import MemoryStreamStore, RedisStreamStore, StreamEvent, StreamStore
 
 LEASE = 30.0
 TTL = 60.0
@@ -232,3 +233,59 @@ async def test_memory_store_bounds_its_memory() -> None:
     with pytest.raises(StoreUnavailableError, match="full"):
         await store.append("b" * 22, [StreamEvent(3, "z" * 4000)], lease=LEASE)
     assert len(await store.read_after("b" * 22, 0, limit=10)) == 2
+
+
+async def test_lease_renewals_keep_the_events_alive(store: StreamStore) -> None:
+    # Regression: empty appends renewed the meta record but let the events expire under a quiet producer.
+    await store.create("q" * 22, route="r", key=None, lease=0.3, ttl=0.1)
+    await store.append("q" * 22, events(1, "kept"), lease=0.3)
+    for _ in range(6):
+        await asyncio.sleep(0.1)  # waits out part of the 0.4 s expiry each time; renewals must push it on
+        assert await store.append("q" * 22, [], lease=0.3)
+    assert [e.data for e in await store.read_after("q" * 22, 0, limit=10)] == ["kept"]
+
+
+async def test_concurrent_lease_checks_share_one_answer(store: StreamStore) -> None:
+    # Regression: readers asking while another reader's check ran got a placeholder None ("gone").
+    sid = await make(store)
+    async with store.watch(sid) as first, store.watch(sid) as second:
+        answers = await within(
+            asyncio.gather(*(w.interrupt_if_abandoned(60.0) for w in (first, second, first, second)))
+        )
+    assert all(info is not None and info.is_running for info in answers)
+
+
+async def test_a_watch_that_starts_during_writes_serves_the_right_events(
+    store: StreamStore, peer_store: StreamStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: the Redis window took local writes before it knew the stream's last position, then
+    # set that position under them, so it served events under the wrong positions.
+    if not isinstance(store, RedisStreamStore):
+        pytest.skip("only the Redis store has a window that starts asynchronously")
+    subscribed = asyncio.Event()
+    start_watch = store._start_watch
+
+    async def start_watch_later(watched: Any) -> None:
+        await subscribed.wait()
+        await start_watch(watched)
+
+    monkeypatch.setattr(store, "_start_watch", start_watch_later)
+    sid = await make(store)
+    watch_context = store.watch(sid)  # kept: a dropped context manager would close the watch
+    watching = asyncio.create_task(watch_context.__aenter__())
+    await asyncio.sleep(0)  # the watch is registered; its subscription waits for the test
+    await store.append(sid, events(1, "a", "b", "c", "d"), lease=LEASE)
+    await peer_store.append(sid, events(5, "e", "f", "g", "h"), lease=LEASE)
+    subscribed.set()
+    watch = await within(watching)
+    await store.append(sid, events(9, "i"), lease=LEASE)
+    assert await within(watch.wait(8, 5.0))
+    assert [(e.position, e.data) for e in await store.read_after(sid, 0, limit=100)] == list(
+        zip(range(1, 10), "abcdefghi", strict=True)
+    )
+    assert [(e.position, e.data) for e in await store.read_after(sid, 6, limit=100)] == [
+        (7, "g"),
+        (8, "h"),
+        (9, "i"),
+    ]
+    await watch_context.__aexit__(None, None, None)

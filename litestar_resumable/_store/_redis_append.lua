@@ -31,8 +31,8 @@ local lease = tonumber(ARGV[1])
 redis.call('HSET', KEYS[2], 'last', last, 'lease', now + lease)
 local expire = lease + tonumber(meta[3])
 redis.call('PEXPIRE', KEYS[2], expire)
+redis.call('PEXPIRE', KEYS[1], expire)
 if count > 0 then
-  redis.call('PEXPIRE', KEYS[1], expire)
   redis.call('PUBLISH', ARGV[2], string.format('%d', last))
 end
 return 'running'

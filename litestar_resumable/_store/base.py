@@ -48,7 +48,7 @@ class StreamWatch:
         self._stream_id = stream_id
         self._poll_interval = poll_interval
         self._checked_at = -math.inf
-        self._checked: StreamInfo | None = None
+        self._check: asyncio.Future[StreamInfo | None] | None = None
 
     async def wait(self, position: int, timeout: float) -> bool:
         """Return True once there may be events after ``position``, False after ``timeout`` seconds."""
@@ -69,12 +69,15 @@ class StreamWatch:
         Asks the store at most once per ``min_interval`` seconds, whatever the number of readers.
         """
         now = asyncio.get_running_loop().time()
-        if now - self._checked_at >= min_interval:
+        if self._check is None or (self._check.done() and now - self._checked_at >= min_interval):
             self._checked_at = now
-            self._checked = await self._store.finish(
-                self._stream_id, "interrupted", terminal_data("interrupted"), only_if_lease_expired=True
+            self._check = asyncio.ensure_future(
+                self._store.finish(
+                    self._stream_id, "interrupted", terminal_data("interrupted"), only_if_lease_expired=True
+                )
             )
-        return self._checked
+        # Readers that ask while the check runs wait for its answer; one reader leaving does not cancel it.
+        return await asyncio.shield(self._check)
 
 
 class StreamStore(ABC):

@@ -4,10 +4,11 @@ The default when no store is given. It needs no server, so it also serves as the
 users' own tests. It is one process only: streams are not shared between workers and do not survive a
 restart.
 
-Memory is bounded by ``max_bytes`` (the UTF-8 size of stored data). When a new stream or event would
-pass it, ended streams are dropped soonest-to-expire first; if running streams alone fill it, the write
-is refused with :class:`StoreUnavailableError`. Expired streams are dropped lazily, at most once a second,
-when streams are created or read, so the store runs no task of its own.
+Memory is bounded by ``max_bytes``: the characters of stored data plus a fixed overhead per event.
+When a new stream or event would pass it, ended streams are dropped soonest-to-expire first; if running
+streams alone fill it, the write is refused with :class:`StoreUnavailableError`. Expired streams are
+dropped lazily, at most once a second, when streams are created or read, so the store runs no task of
+its own.
 """
 
 from __future__ import annotations

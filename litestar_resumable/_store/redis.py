@@ -25,18 +25,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 from collections import deque
+from collections.abc import Callable, Coroutine
 from importlib.resources import files
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus
-from litestar_resumable._store.base import StreamStore, StreamWatch
+from litestar_resumable._store.base import StoreUnavailableError, StreamStore, StreamWatch
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -46,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ("RedisStreamStore",)
 
 logger = logging.getLogger("litestar_resumable")
+P = ParamSpec("P")
+T = TypeVar("T")
 
 _PUBSUB_READ_TIMEOUT = 1.0  # below redis-py's default socket_timeout of 5 s
 _SUBSCRIBE_TIMEOUT = 5.0
@@ -65,6 +71,21 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def _unavailable_on_error(
+    method: Callable[Concatenate[RedisStreamStore, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[RedisStreamStore, P], Coroutine[Any, Any, T]]:
+    """Report Redis out of reach as :class:`StoreUnavailableError`, which the plugin answers with 503."""
+
+    @functools.wraps(method)
+    async def call(self: RedisStreamStore, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise StoreUnavailableError(f"Redis is out of reach: {exc}") from exc
+
+    return call
+
+
 class _Watched(StreamWatch):
     """This process's view of one stream that local readers watch: the newest events and a wake-up."""
 
@@ -82,7 +103,8 @@ class _Watched(StreamWatch):
         self.refreshed_at = -math.inf
 
     def extend(self, events: Sequence[StreamEvent]) -> None:
-        if not events or events[0].position != self.hi + 1:
+        # Before the watch is ready ``hi`` is not yet known; it will be read after these events anyway.
+        if not self.ready.is_set() or not events or events[0].position != self.hi + 1:
             return
         self.events.extend(events)
         self.hi = events[-1].position
@@ -136,9 +158,11 @@ class RedisStreamStore(StreamStore):
         self._closing = False
 
     @classmethod
-    def from_url(cls, url: str, *, key_prefix: str = "resumable", **redis_kwargs: Any) -> RedisStreamStore:
+    def from_url(
+        cls, url: str, *, key_prefix: str = "resumable", window: int = 1024, **redis_kwargs: Any
+    ) -> RedisStreamStore:
         """Connect to the Redis at ``url``; the store owns the client and closes it on shutdown."""
-        store = cls(Redis.from_url(url, **redis_kwargs), key_prefix=key_prefix)
+        store = cls(Redis.from_url(url, **redis_kwargs), key_prefix=key_prefix, window=window)
         store._owns_client = True
         return store
 
@@ -166,6 +190,7 @@ class RedisStreamStore(StreamStore):
             owner_text[1:] if owner_text else None,
         )
 
+    @_unavailable_on_error
     async def create(
         self,
         stream_id: str,
@@ -183,6 +208,7 @@ class RedisStreamStore(StreamStore):
         if not int(created):
             raise ValueError(f"stream {stream_id} exists already")
 
+    @_unavailable_on_error
     async def append(self, stream_id: str, events: Sequence[StreamEvent], *, lease: float) -> bool:
         events_key, meta, channel = self._keys(stream_id)
         args: list[Any] = [_ms(lease), channel, events[0].position if events else 0]
@@ -197,6 +223,7 @@ class RedisStreamStore(StreamStore):
             watched.extend(events)
         return True
 
+    @_unavailable_on_error
     async def finish(
         self,
         stream_id: str,
@@ -217,6 +244,7 @@ class RedisStreamStore(StreamStore):
             self._spawn(self._refresh(watched))
         return info
 
+    @_unavailable_on_error
     async def read_after(self, stream_id: str, position: int, *, limit: int) -> list[StreamEvent]:
         watched = self._watched.get(stream_id)
         if watched is not None:
@@ -236,15 +264,18 @@ class RedisStreamStore(StreamStore):
             events.append(StreamEvent(int(position_text), _text(data), None if name is None else _text(name)))
         return events
 
+    @_unavailable_on_error
     async def info(self, stream_id: str) -> StreamInfo | None:
         _, meta, _ = self._keys(stream_id)
         fields = await self.redis.hmget(meta, _INFO_FIELDS)
         return self._info(stream_id, fields)
 
+    @_unavailable_on_error
     async def get_key(self, key: str) -> str | None:
         value = await self.redis.get(self._key_entry(key))
         return None if value is None else _text(value)
 
+    @_unavailable_on_error
     async def compare_and_set_key(
         self, key: str, expected: str | None, new: str | None, *, ttl: float
     ) -> bool:
@@ -284,6 +315,7 @@ class RedisStreamStore(StreamStore):
                 # Read the last position only once subscribed, so no write falls between the two.
                 await asyncio.wait_for(watched.subscribed.wait(), _SUBSCRIBE_TIMEOUT)
             last = await self.redis.hget(meta, "last")
+            watched.events.clear()
             watched.hi = int(last) if last is not None else 0
         except RedisError:
             logger.warning("could not subscribe to %s; readers fall back to polling", channel, exc_info=True)
