@@ -289,3 +289,18 @@ async def test_a_watch_that_starts_during_writes_serves_the_right_events(
         (9, "i"),
     ]
     await watch_context.__aexit__(None, None, None)
+
+
+async def test_a_retried_batch_is_stored_once(store: StreamStore) -> None:
+    # A producer retries a write whose reply was lost although the store ran it (a dropped connection):
+    # the retry must renew the lease, not fail on the position or store the events twice.
+    sid = await make(store)
+    batch = events(1, "a", "b")
+    assert await store.append(sid, batch, lease=LEASE)
+    assert await store.append(sid, batch, lease=LEASE)
+    assert await store.append(sid, events(3, "c"), lease=LEASE)
+    assert [(e.position, e.data) for e in await store.read_after(sid, 0, limit=10)] == [
+        (1, "a"),
+        (2, "b"),
+        (3, "c"),
+    ]

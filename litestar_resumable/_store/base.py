@@ -102,7 +102,11 @@ class StreamStore(ABC):
 
     @abstractmethod
     async def append(self, stream_id: str, events: Sequence[StreamEvent], *, lease: float) -> bool:
-        """Store events and renew the lease; False, storing nothing, if the stream is not running."""
+        """Store events and renew the lease; False, storing nothing, if the stream is not running.
+
+        A batch that ends at the stream's last position is a retry of a write whose answer was lost: it
+        is stored already, so it only renews the lease.
+        """
 
     @abstractmethod
     async def finish(
