@@ -15,11 +15,13 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
-from litestar import Litestar, MediaType, get
+from litestar import Litestar, MediaType, Request, Response, delete, get, post
 
 from example_app.fake_model import fake_answer
 from litestar_resumable import MemoryStreamStore, RedisStreamStore, ResumablePlugin, StreamStore, resumable
+from litestar_resumable.ai_sdk import UIMessageStream, chat_key, resume_chat
 
 Model = Callable[[str], AsyncIterator[dict[str, str]]]
 
@@ -82,7 +84,44 @@ def create_app(
         return {"stream_id": await plugin.active_stream_id(chat_id)}
 
     closers = [answer.aclose] if hasattr(answer, "aclose") else []
-    return Litestar([page, generate, active], plugins=[plugin], on_shutdown=closers)
+    return Litestar(
+        [page, generate, active, *_ai_sdk_routes(plugin, answer)],
+        plugins=[plugin],
+        on_shutdown=closers,
+    )
+
+
+def _ai_sdk_routes(plugin: ResumablePlugin, answer: Model) -> list[Any]:
+    """The same answers for a Vercel AI SDK front end: useChat({ resume: true }) with DefaultChatTransport."""
+
+    @post("/api/chat")
+    @resumable(key=chat_key, format=UIMessageStream())
+    async def ai_sdk_chat(data: dict[str, Any]) -> AsyncIterator[str]:
+        """Start an answer to the chat's last user message (the SDK's body: id, messages, trigger)."""
+        async for item in answer(_last_user_text(data.get("messages", []))):
+            if "text" in item:
+                yield item["text"]
+
+    @get("/api/chat/{chat_id:str}/stream")
+    async def ai_sdk_resume(chat_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
+        """The SDK's reconnect on mount: 204, or the running answer from its start."""
+        return await resume_chat(plugin, chat_id, request)
+
+    @delete("/api/chat/{chat_id:str}/stream", status_code=204)
+    async def ai_sdk_stop(chat_id: str) -> None:
+        """Stop the chat's running answer."""
+        stream_id = await plugin.active_stream_id(chat_id)
+        if stream_id is not None:
+            await plugin.cancel(stream_id)
+
+    return [ai_sdk_chat, ai_sdk_resume, ai_sdk_stop]
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            return "".join(p.get("text", "") for p in message.get("parts", []) if p.get("type") == "text")
+    return ""
 
 
 app = create_app()

@@ -4,6 +4,9 @@ A follower reads stored events after its cursor in batches until it has caught u
 store's watch until the stream grows. Replay and live reading are one loop over one cursor, so there is no
 hand-over between them where an event could be skipped or sent twice (the ``XREAD $`` race).
 
+If the store goes out of reach, a follower ends with a terminal event of its own (``interrupted``, with
+no ``id:``: it is not stored), at the latest at its next lease check.
+
 While idle it sends a ``: ping`` comment every ``heartbeat`` seconds, and every half lease it asks the
 store to end the stream as ``interrupted`` if the producer's lease has run out (through the watch, so a
 process asks once for all its readers of a stream). The store does that atomically, so of many
@@ -13,11 +16,12 @@ followers on many workers exactly one writes the terminal event and all of them 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from litestar_resumable._events import encode_sse
+from litestar_resumable._store.base import StoreUnavailableError
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -28,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ("HEARTBEAT", "READ_BATCH", "EncodedEvents", "follow", "sse_response")
 
+logger = logging.getLogger("litestar_resumable")
 READ_BATCH = 1000
 HEARTBEAT = b": ping\n\n"
 
@@ -47,6 +52,17 @@ async def follow(
     store: StreamStore, stream_id: str, after: int, options: StreamOptions
 ) -> AsyncIterator[bytes]:
     """Yield the stream's SSE text after position ``after``, then live, up to and with the terminal event."""
+    try:
+        async for chunk in _follow(store, stream_id, after, options):
+            yield chunk
+    except StoreUnavailableError:
+        logger.warning("stream %s: the store is out of reach; ending this follower", stream_id)
+        yield options.format.render_store_lost()
+
+
+async def _follow(
+    store: StreamStore, stream_id: str, after: int, options: StreamOptions
+) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     lease_check = options.lease / 2
     yield f"retry: {options.retry}\n\n".encode()
@@ -57,7 +73,7 @@ async def follow(
         while True:
             events = await store.read_after(stream_id, cursor, limit=READ_BATCH)
             if events:
-                yield encode_sse(stream_id, events)
+                yield options.format.render(stream_id, events)
                 if events[-1].is_terminal:
                     return
                 cursor = events[-1].position
@@ -104,5 +120,9 @@ def sse_response(
     return ServerSentEvent(
         body(),
         status_code=200,  # not the route's default: a POST route would answer 201
-        headers={"Cache-Control": "no-cache, no-transform", "X-Resumable-Stream-Id": stream_id},
+        headers={
+            "Cache-Control": "no-cache, no-transform",
+            "X-Resumable-Stream-Id": stream_id,
+            **options.format.headers,
+        },
     )

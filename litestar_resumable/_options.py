@@ -9,11 +9,14 @@ from typing import Any, Literal
 
 from litestar import Request
 
+from litestar_resumable._format import StreamFormat
+
 __all__ = ("ConflictPolicy", "OwnerFunction", "StreamOptions")
 
 ConflictPolicy = Literal["cancel", "reject"]
 OwnerFunction = Callable[[Request[Any, Any, Any]], "str | Awaitable[str | None] | None"]
 _LIMITS = ("max_event_bytes", "max_events", "max_followers")
+_SSE = StreamFormat()
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,8 @@ class StreamOptions:
     """Most events in one stream; the next one ends it with an error."""
     max_followers: int = 1000
     """Most readers of one stream on one worker at a time; more get 429."""
+    format: StreamFormat = _SSE
+    """How items become events and events go on the wire (the AI SDK's UI message stream, say)."""
 
     def __post_init__(self) -> None:
         for name in ("ttl", "heartbeat", "lease"):

@@ -256,7 +256,8 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             raise ServiceUnavailableException("the server is shutting down; try again shortly")
         self._check_generation_limits(owner)
         stream_id = new_stream_id()
-        key = None if spec.key is None else _scoped_key(str(kwargs[spec.key]), owner)
+        raw_key = spec.key_of(kwargs)
+        key = None if raw_key is None else _scoped_key(raw_key, owner)
         replaced = None if key is None else await self._claim_key(key, stream_id, options)
         try:
             await self.store.create(

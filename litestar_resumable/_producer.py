@@ -22,7 +22,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
-from litestar_resumable._events import StreamEvent, TerminalStatus, encode_item, terminal_data
+from litestar_resumable._events import StreamEvent, TerminalStatus, terminal_data
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -63,6 +63,7 @@ class Producer:
         self.options = options
         self.owner = owner
         self._generator = generator
+        self._encoder = options.format.encoder(stream_id)
         self._on_exit = on_exit
         self._pending: list[StreamEvent] = []
         self._next_position = 1
@@ -85,7 +86,9 @@ class Producer:
         status: TerminalStatus | None = None
         message: str | None = None
         try:
+            self._queue(self._encoder.opening())
             await self._consume(writer)
+            self._queue(self._encoder.closing(), limited=False)
             status = "done"
         except asyncio.CancelledError:
             status = None if self._closed_elsewhere else self._stop_status
@@ -94,11 +97,13 @@ class Producer:
         except _LimitError as exc:
             logger.warning("resumable stream %s: %s", self.stream_id, exc)
             status, message = "error", str(exc)
+            self._queue(self._encoder.closing(), limited=False)
         except Exception as exc:
             logger.exception("resumable stream %s failed", self.stream_id)
             status = "error"
             if self.options.expose_errors:
                 message = str(exc) or type(exc).__name__
+            self._queue(self._encoder.closing(), limited=False)
         try:
             # Store what was yielded before the end, then the terminal event after it.
             self._closing = True
@@ -141,11 +146,7 @@ class Producer:
         """Run the generator, queueing its items for the writer."""
         try:
             async for item in self._generator:
-                event, data = encode_item(item)
-                self._check_limits(data)
-                self._pending.append(StreamEvent(self._next_position, data, event))
-                self._next_position += 1
-                self._wake.set()
+                self._queue(self._encoder.encode(item))
                 if len(self._pending) >= self.options.max_batch:
                     self._room.clear()
                     await self._room.wait()
@@ -154,6 +155,15 @@ class Producer:
         finally:
             with contextlib.suppress(Exception):
                 await self._generator.aclose()
+
+    def _queue(self, encoded: list[tuple[str | None, str]], *, limited: bool = True) -> None:
+        for event, data in encoded:
+            if limited:
+                self._check_limits(data)
+            self._pending.append(StreamEvent(self._next_position, data, event))
+            self._next_position += 1
+        if encoded:
+            self._wake.set()
 
     def _check_limits(self, data: str) -> None:
         if self._next_position > self.options.max_events:

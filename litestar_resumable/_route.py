@@ -22,6 +22,7 @@ from litestar import Request, Response
 from litestar.di import Dependency
 from litestar.handlers import BaseRouteHandler
 
+from litestar_resumable._format import StreamFormat
 from litestar_resumable._options import ConflictPolicy, OwnerFunction
 
 if TYPE_CHECKING:
@@ -39,8 +40,14 @@ class RouteSpec:
 
     route_id: str
     function: Callable[..., Any]
-    key: str | None
+    key: str | Callable[[dict[str, Any]], str] | None
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    def key_of(self, kwargs: dict[str, Any]) -> str | None:
+        """The key of a request, from the handler's resolved arguments."""
+        if self.key is None:
+            return None
+        return str(self.key(kwargs) if callable(self.key) else kwargs[self.key])
 
     @property
     def parameters(self) -> frozenset[str]:
@@ -84,7 +91,7 @@ def resumable(fn: Callable[P, AsyncIterator[Any]], /) -> Callable[P, Awaitable[R
 def resumable(
     *,
     enabled: bool | None = None,
-    key: str | None = None,
+    key: str | Callable[[dict[str, Any]], str] | None = None,
     ttl: float | None = None,
     heartbeat: float | None = None,
     retry: int | None = None,
@@ -96,6 +103,7 @@ def resumable(
     max_event_bytes: int | None = None,
     max_events: int | None = None,
     max_followers: int | None = None,
+    format: StreamFormat | None = None,
 ) -> Callable[[Callable[P, AsyncIterator[Any]]], Callable[P, Awaitable[Response[Any]]]]: ...
 
 
@@ -104,7 +112,7 @@ def resumable(
     /,
     *,
     enabled: bool | None = None,
-    key: str | None = None,
+    key: str | Callable[[dict[str, Any]], str] | None = None,
     ttl: float | None = None,
     heartbeat: float | None = None,
     retry: int | None = None,
@@ -116,11 +124,13 @@ def resumable(
     max_event_bytes: int | None = None,
     max_events: int | None = None,
     max_followers: int | None = None,
+    format: StreamFormat | None = None,  # noqa: A002 - the option's name, as users write it
 ) -> Any:
     """Make a streaming handler resumable. Use it under the route decorator, bare or with options.
 
-    Options left as None take the plugin's defaults. ``key`` names a handler parameter (a chat id, say):
-    at most one generation per key value is active; see ``on_conflict`` for what a second one does.
+    Options left as None take the plugin's defaults. ``key`` names a handler parameter (a chat id, say),
+    or is a function of the handler's arguments (``lambda kw: kw["data"]["id"]``): at most one
+    generation per key value is active; see ``on_conflict`` for what a second one does.
     """
     overrides = {
         "enabled": enabled,
@@ -135,6 +145,7 @@ def resumable(
         "max_event_bytes": max_event_bytes,
         "max_events": max_events,
         "max_followers": max_followers,
+        "format": format,
     }
 
     def decorate(fn: Callable[..., AsyncIterator[Any]]) -> Callable[..., Awaitable[Response[Any]]]:
@@ -149,7 +160,7 @@ def resumable(
                 f"@resumable needs an async generator function ('async def' with 'yield'); {name} is not one"
             )
         spec = RouteSpec(f"{fn.__module__}.{fn.__qualname__}", fn, key, overrides)
-        if key is not None and key not in spec.parameters:
+        if isinstance(key, str) and key not in spec.parameters:
             raise TypeError(
                 f"@resumable(key={key!r}) on {fn.__qualname__}: the handler has no parameter {key!r}; "
                 "key names the handler parameter whose value identifies the conversation"

@@ -1,0 +1,56 @@
+"""Formats: how a route's items become stored events, and stored events become bytes on the wire.
+
+The default is the library's own SSE: every item one event with an ``id:``, the terminal event
+``event: end``. Another protocol (the AI SDK's UI message stream, say) supplies its own format: events it
+stores at the start and before the end, its own item encoding, and its own rendering, in particular of
+the terminal event, which the store always keeps as ``end`` + JSON status so that every reader on every
+worker knows where a stream ends.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from litestar_resumable._events import encode_item, encode_sse
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from litestar_resumable._events import StreamEvent
+
+__all__ = ("ItemEncoder", "StreamFormat")
+
+Encoded = list[tuple[str | None, str]]
+
+
+class ItemEncoder:
+    """Encodes one stream's items; it may keep state between them (an open text part, say)."""
+
+    def opening(self) -> Encoded:
+        """Events stored before the first item."""
+        return []
+
+    def encode(self, item: Any) -> Encoded:
+        """The ``(event name, data)`` pairs of one yielded item."""
+        return [encode_item(item)]
+
+    def closing(self) -> Encoded:
+        """Events stored after the last item, when the generator ends by itself (done or failed)."""
+        return []
+
+
+class StreamFormat:
+    """The library's own SSE: one event per item, each with an ``id:``; the terminal event ``end``."""
+
+    headers: Mapping[str, str] = {}
+
+    def encoder(self, stream_id: str) -> ItemEncoder:  # noqa: ARG002 - formats that name their messages use it
+        return ItemEncoder()
+
+    def render(self, stream_id: str, events: list[StreamEvent]) -> bytes:
+        return encode_sse(stream_id, events)
+
+    def render_store_lost(self) -> bytes:
+        """The last words of a follower whose store is gone: a terminal event that is not stored, so it
+        has no ``id:`` and a client's ``Last-Event-ID`` stays on the last event it really got."""
+        return b'event: end\ndata: {"status":"interrupted","message":"the stream store is unavailable"}\n\n'

@@ -1,0 +1,124 @@
+"""The app the fault-injection tests run under uvicorn: ``uvicorn fault_app:app --app-dir tests``.
+
+Like ``e2e_app.py``, configured by environment variables so every server process gets its own settings:
+
+- ``E2E_REDIS_URL``: use a :class:`RedisStreamStore` on this Redis (with ``E2E_KEY_PREFIX``); unset, the
+  in-process :class:`MemoryStreamStore`;
+- ``E2E_LEASE``: the producers' lease in seconds (default 10);
+- ``E2E_HEARTBEAT``: seconds of silence before a follower sends ``: ping`` (default 15);
+- ``E2E_SHUTDOWN_GRACE``: the plugin's ``shutdown_grace`` in seconds (default 10).
+
+Generators that pace themselves do it on an absolute schedule (item ``i`` at ``start + i * interval``), so
+a generator's own duration is known in advance and a test can tell whether something slowed it down.
+"""
+
+import asyncio
+import os
+import random
+from collections.abc import AsyncIterator
+
+from litestar import Litestar, get
+
+from litestar_resumable import MemoryStreamStore, RedisStreamStore, ResumablePlugin, StreamStore, resumable
+
+# Tokens with what SSE encoding must survive: multi-byte text, line breaks, field-like text, blanks.
+VOCABULARY = (
+    "the ",
+    "quick ",
+    "naïve ",
+    "café ",
+    "日本語 ",
+    "🙂 ",
+    "two\nlines ",
+    "data: x ",
+    "id: 7 ",
+    ": not a comment ",
+    "  ",
+    "\n",
+    "",
+    ", ",
+    "end",
+)
+
+
+def tokens(seed: int, n: int) -> list[str]:
+    """The ``n`` tokens ``/text?seed=...`` yields: what the tests expect to read back."""
+    rng = random.Random(seed)  # noqa: S311 - test data, not a secret
+    return [rng.choice(VOCABULARY) for _ in range(n)]
+
+
+def big_chunk(i: int, size: int) -> str:
+    """Item ``i`` of ``/big``: ``size`` characters that name their position."""
+    head = f"{i}:"
+    return head + "x" * max(0, size - len(head))
+
+
+async def _paced(n: int, interval: float) -> AsyncIterator[int]:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i in range(n):
+        if interval > 0:
+            delay = start + i * interval - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        yield i
+
+
+def _store() -> StreamStore:
+    url = os.environ.get("E2E_REDIS_URL")
+    if url:
+        return RedisStreamStore.from_url(url, key_prefix=os.environ.get("E2E_KEY_PREFIX", "fault"))
+    return MemoryStreamStore()
+
+
+@get("/count")
+@resumable
+async def count(n: int = 10, interval: float = 0.0) -> AsyncIterator[str]:
+    """``str(i)`` for i in range(n), item i at ``i * interval`` seconds."""
+    async for i in _paced(n, interval):
+        yield str(i)
+
+
+@get("/text")
+@resumable
+async def text(seed: int = 0, n: int = 50, interval: float = 0.0) -> AsyncIterator[str]:
+    """``tokens(seed, n)``, item i at ``i * interval`` seconds."""
+    words = tokens(seed, n)
+    async for i in _paced(n, interval):
+        yield words[i]
+
+
+@get("/big")
+@resumable
+async def big(n: int = 100, size: int = 8000, interval: float = 0.0) -> AsyncIterator[str]:
+    """``big_chunk(i, size)`` for i in range(n), item i at ``i * interval`` seconds."""
+    async for i in _paced(n, interval):
+        yield big_chunk(i, size)
+
+
+@get("/hold")
+@resumable
+async def hold(n: int = 1) -> AsyncIterator[str]:
+    """n items, then nothing until cancelled (or the process stops or dies)."""
+    for i in range(n):
+        yield str(i)
+    await asyncio.Event().wait()
+
+
+@get("/pid", sync_to_thread=False)
+def pid() -> int:
+    """This server's process id: the readiness check, and a route that needs no store."""
+    return os.getpid()
+
+
+app = Litestar(
+    [count, text, big, hold, pid],
+    plugins=[
+        ResumablePlugin(
+            store=_store(),
+            lease=float(os.environ.get("E2E_LEASE", "10")),
+            heartbeat=float(os.environ.get("E2E_HEARTBEAT", "15")),
+            shutdown_grace=float(os.environ.get("E2E_SHUTDOWN_GRACE", "10")),
+        )
+    ],
+)
