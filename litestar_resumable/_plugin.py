@@ -106,6 +106,14 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             max_events=max_events,
             max_followers=max_followers,
         )
+        for name, limit in (
+            ("max_generations", max_generations),
+            ("max_generations_per_owner", max_generations_per_owner),
+        ):
+            if limit is not None and limit < 1:
+                raise ValueError(f"{name} must be at least 1 (or None for no limit), got {limit!r}")
+        if shutdown_grace < 0:
+            raise ValueError(f"shutdown_grace must be >= 0 seconds, got {shutdown_grace!r}")
         self.max_generations = max_generations
         self.max_generations_per_owner = max_generations_per_owner
         self.route_prefix = "/" + route_prefix.strip("/")
@@ -247,18 +255,33 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
     async def _requester(self, stream_id: str, request: Request[Any, Any, Any]) -> str | None:
         """Who asks for a stream, as the owner function of the stream's route says (None without one)."""
         info = await self.store.info(stream_id)
-        return None if info is None else await _owner_of(self.options_for(info.route), request)
+        if info is not None:
+            return await _owner_of(self.options_for(info.route), request)
+        # Unknown: run an owner function all the same, so that its failures (401, say) cannot tell
+        # existing stream ids from unknown ones.
+        owners = [self.defaults, *self._routes.values()]
+        return await _owner_of(next((o for o in owners if o.owner is not None), self.defaults), request)
 
     async def _start(
         self, spec: RouteSpec, options: StreamOptions, kwargs: dict[str, Any], owner: str | None
     ) -> Response[Any]:
         if self._closing:
             raise ServiceUnavailableException("the server is shutting down; try again shortly")
-        self._check_generation_limits(owner)
         stream_id = new_stream_id()
         raw_key = spec.key_of(kwargs)
         key = None if raw_key is None else _scoped_key(raw_key, owner)
-        replaced = None if key is None else await self._claim_key(key, stream_id, options)
+        replaced = (
+            None
+            if key is None or raw_key is None
+            else await self._claim_key(key, raw_key, stream_id, options)
+        )
+        try:
+            # A generation that replaces a running one of the same key does not count against the limits.
+            self._check_generation_limits(owner, replacing=replaced)
+        except TooManyRequestsException:
+            if key is not None:
+                await _quietly(self.store.compare_and_set_key(key, stream_id, replaced, ttl=_KEY_TTL_MARGIN))
+            raise
         try:
             await self.store.create(
                 stream_id, route=spec.route_id, key=key, lease=options.lease, ttl=options.ttl, owner=owner
@@ -279,13 +302,14 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             await self.cancel(replaced, owner=owner)
         return self._follower(stream_id, 0, options)
 
-    def _check_generation_limits(self, owner: str | None) -> None:
-        if self.max_generations is not None and len(self._producers) >= self.max_generations:
+    def _check_generation_limits(self, owner: str | None, *, replacing: str | None) -> None:
+        producers = [p for stream_id, p in self._producers.items() if stream_id != replacing]
+        if self.max_generations is not None and len(producers) >= self.max_generations:
             raise TooManyRequestsException(
                 f"this worker runs max_generations ({self.max_generations}) generations; try again later"
             )
         if owner is not None and self.max_generations_per_owner is not None:
-            running = sum(1 for producer in self._producers.values() if producer.owner == owner)
+            running = sum(1 for producer in producers if producer.owner == owner)
             if running >= self.max_generations_per_owner:
                 raise TooManyRequestsException(
                     f"you run max_generations_per_owner ({self.max_generations_per_owner}) generations; "
@@ -306,7 +330,9 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         if info is not None and info.key is not None:
             await _quietly(self.store.compare_and_set_key(info.key, producer.stream_id, None, ttl=0))
 
-    async def _claim_key(self, key: str, stream_id: str, options: StreamOptions) -> str | None:
+    async def _claim_key(
+        self, key: str, shown_key: str, stream_id: str, options: StreamOptions
+    ) -> str | None:
         """Make ``stream_id`` the key's active stream; return the running one it replaces, if any."""
         for _ in range(_KEY_CLAIM_ATTEMPTS):
             holder = await self.store.get_key(key)
@@ -315,13 +341,13 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             if running and options.on_conflict == "reject":
                 raise HTTPException(
                     status_code=HTTP_409_CONFLICT,
-                    detail=f"a generation for {key!r} is already running; resume it or cancel it first",
+                    detail=f"a generation for {shown_key!r} is already running; resume it or cancel it first",
                     extra={"stream_id": holder},
                 )
             ttl = options.lease + options.ttl + _KEY_TTL_MARGIN
             if await self.store.compare_and_set_key(key, holder, stream_id, ttl=ttl):
                 return holder if running else None
-        raise ServiceUnavailableException(f"too many concurrent generations for {key!r}; try again")
+        raise ServiceUnavailableException(f"too many concurrent generations for {shown_key!r}; try again")
 
     async def _live_info(self, stream_id: str) -> StreamInfo | None:
         """A stream's info, after ending it as interrupted if its producer's lease has run out."""
@@ -355,15 +381,18 @@ def _store_unavailable(request: Request[Any, Any, Any], exc: StoreUnavailableErr
 
 
 def _scoped_key(key: str, owner: str | None) -> str:
-    """Keys are per owner: two users' chat 42 are two chats."""
-    return key if owner is None else f"{owner}\x1f{key}"
+    """Keys are per owner: two users' chat 42 are two chats. The owner is length-prefixed, so no key
+    (whatever characters it holds) can pose as another owner's."""
+    return f"-:{key}" if owner is None else f"{len(owner)}:{owner}:{key}"
 
 
 async def _owner_of(options: StreamOptions, request: Request[Any, Any, Any]) -> str | None:
     if options.owner is None:
         return None
     owner = options.owner(request)
-    return await owner if inspect.isawaitable(owner) else owner
+    if inspect.isawaitable(owner):
+        owner = await owner
+    return None if owner is None else str(owner)
 
 
 def _checked_stream_id(value: str) -> str:

@@ -72,6 +72,7 @@ class Producer:
         self._stop_status: TerminalStatus = "cancelled"
         self._closed_elsewhere = False
         self._closing = False
+        self._writer_failed = False
         self._stored = 0  # the last position this producer has stored
         self.task = asyncio.create_task(self._run(), name=f"litestar-resumable producer {stream_id}")
 
@@ -83,28 +84,8 @@ class Producer:
     async def _run(self) -> None:
         writer = asyncio.create_task(self._write_loop())
         guard = asyncio.create_task(self._watch_for_end())
-        status: TerminalStatus | None = None
-        message: str | None = None
         try:
-            self._queue(self._encoder.opening())
-            await self._consume(writer)
-            self._queue(self._encoder.closing(), limited=False)
-            status = "done"
-        except asyncio.CancelledError:
-            status = None if self._closed_elsewhere else self._stop_status
-        except _StreamClosedError:
-            status = None
-        except _LimitError as exc:
-            logger.warning("resumable stream %s: %s", self.stream_id, exc)
-            status, message = "error", str(exc)
-            self._queue(self._encoder.closing(), limited=False)
-        except Exception as exc:
-            logger.exception("resumable stream %s failed", self.stream_id)
-            status = "error"
-            if self.options.expose_errors:
-                message = str(exc) or type(exc).__name__
-            self._queue(self._encoder.closing(), limited=False)
-        try:
+            status, message = await self._generate(writer)
             # Store what was yielded before the end, then the terminal event after it.
             self._closing = True
             self._wake.set()
@@ -122,6 +103,31 @@ class Producer:
             guard.cancel()
             await asyncio.gather(guard, return_exceptions=True)
             await self._on_exit(self)
+
+    async def _generate(self, writer: asyncio.Task[None]) -> tuple[TerminalStatus | None, str | None]:
+        """Run the generator to its end; say how the stream ends (None: someone else ended it)."""
+        try:
+            self._queue(self._encoder.opening())
+            await self._consume(writer)
+        except asyncio.CancelledError:
+            if self._writer_failed:
+                status: TerminalStatus | None = "error"
+            else:
+                return (None if self._closed_elsewhere else self._stop_status), None
+            message = None
+        except _StreamClosedError:
+            return None, None
+        except _LimitError as exc:
+            logger.warning("resumable stream %s: %s", self.stream_id, exc)
+            status, message = "error", str(exc)
+        except Exception as exc:
+            logger.exception("resumable stream %s failed", self.stream_id)
+            status = "error"
+            message = (str(exc) or type(exc).__name__) if self.options.expose_errors else None
+        else:
+            status, message = "done", None
+        self._queue(self._encoder.closing(), limited=False)
+        return status, message
 
     async def _watch_for_end(self) -> None:
         """Cancel the generator as soon as the stream holds an event this producer did not write."""
@@ -189,6 +195,14 @@ class Producer:
     async def _write_loop(self) -> None:
         try:
             await self._write_batches()
+        except _StreamClosedError:
+            raise
+        except Exception:
+            # The store will not take the events: stop the generator now, not at its next yield.
+            if not self._closing:
+                self._writer_failed = True
+                self.task.cancel()
+            raise
         finally:
             self._room.set()  # a generator waiting for room must see that the writer has stopped
 

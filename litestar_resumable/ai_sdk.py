@@ -128,7 +128,12 @@ async def resume_chat(
     plugin: ResumablePlugin, chat_id: str, request: Request[Any, Any, Any], *, owner: str | None = None
 ) -> Response[Any]:
     """Answer ``GET {api}/{chat_id}/stream``: 204 without a running generation, else the generation
-    from its ``start`` chunk (the SDK cannot resume mid-message), or after ``Last-Event-ID`` if sent."""
+    from its ``start`` chunk, or after ``Last-Event-ID`` if sent.
+
+    The SDK's reconnect carries no position, so the answer starts at ``start``: right for a fresh
+    ``useChat`` (a reload, another tab, the resume on mount), which builds the message from nothing. An
+    in-page resume after a network error (``@ai-sdk/react`` >= 2.0.x on visibilitychange) keeps the
+    partial message instead, and so shows the part it had received twice (see docs/ai-sdk.md, Limits)."""
     stream_id = await plugin.active_stream_id(chat_id, owner=owner)
     if stream_id is None:
         return Response(None, status_code=204)

@@ -596,3 +596,18 @@ def test_an_empty_event_name_is_no_event_name() -> None:
     from litestar_resumable._events import encode_item  # noqa: PLC0415
 
     assert encode_item(ServerSentEventMessage(data="x", event="")) == (None, "x")
+
+
+async def test_a_store_that_fails_stops_a_quiet_generator_at_once(
+    gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression: a writer that gave up was only noticed at the generator's next yield; a generator
+    # waiting on its model went on (and its followers waited) until then.
+    monkeypatch.setattr("litestar_resumable._producer._STORE_RETRY_DELAYS", ())
+    store = RefusingStore(accept=0)
+    async with serve(build_app(store, gate)) as client:
+        async with client.stream("GET", "/held", params={"n": 1}) as response:
+            events = await within(read_until(response, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
+        assert msgspec.json.decode(events[-1]["data"]) == {"status": "error"}
+        await within(gate.finished.wait())  # the generator was stopped while it waited
+        assert not gate.open.is_set()

@@ -201,3 +201,111 @@ async def test_generations_are_limited_globally_and_per_owner(
             assert fourth.status_code == 429
             assert "max_generations (3)" in fourth.json()["detail"]
             release.set()
+
+
+def build_keyed_app(
+    store: StreamStore, release: asyncio.Event, **plugin_options: Any
+) -> tuple[Litestar, ResumablePlugin]:
+    @get("/chat/{chat:str}")
+    @resumable(key="chat", on_conflict="reject")
+    async def chat(chat: str) -> AsyncIterator[str]:
+        yield chat
+        await release.wait()
+
+    @get("/replace/{chat:str}")
+    @resumable(key="chat")
+    async def replace(chat: str) -> AsyncIterator[str]:
+        yield chat
+        await release.wait()
+
+    plugin = ResumablePlugin(store, owner=user_of, **plugin_options)
+    return Litestar([chat, replace], plugins=[plugin]), plugin
+
+
+async def test_a_key_cannot_pose_as_another_owners_key_and_409_does_not_show_owners(
+    store: StreamStore, release: asyncio.Event
+) -> None:
+    # Regression: scoped keys were owner + "\x1f" + key, so the key "alice\x1f42" without an owner was
+    # Alice's chat 42, and the 409 message showed the owner id.
+    app, plugin = build_keyed_app(store, release)
+    async with (
+        serve(app) as client,
+        client.stream("GET", "/chat/42", headers={"x-user": "alice"}) as alice,
+    ):
+        alice_id = alice.headers["x-resumable-stream-id"]
+        async with client.stream("GET", "/chat/alice%1F42") as forged:
+            assert forged.status_code == 200  # a chat of its own, not a conflict with Alice's
+            assert forged.headers["x-resumable-stream-id"] != alice_id
+        again = await client.get("/chat/42", headers={"x-user": "alice"})
+        assert again.status_code == 409
+        assert (
+            again.json()["detail"] == "a generation for '42' is already running; resume it or cancel it first"
+        )
+        assert await plugin.active_stream_id("42", owner="alice") == alice_id
+        release.set()
+
+
+async def test_a_new_answer_in_the_same_chat_is_not_refused_by_the_per_owner_limit(
+    store: StreamStore, release: asyncio.Event
+) -> None:
+    # Regression: limits were checked before the key claim, so the generation being replaced counted.
+    app, plugin = build_keyed_app(store, release, max_generations_per_owner=1)
+    async with (
+        serve(app) as client,
+        client.stream("GET", "/replace/7", headers={"x-user": "bob"}) as first,
+    ):
+        lines = first.aiter_lines()
+        while "7" not in await within(anext(lines)):
+            pass
+        async with client.stream("GET", "/replace/7", headers={"x-user": "bob"}) as second:
+            assert second.status_code == 200
+            assert await plugin.active_stream_id("7", owner="bob") == second.headers["x-resumable-stream-id"]
+            other_chat = await client.get("/chat/8", headers={"x-user": "bob"})
+            assert other_chat.status_code == 429
+            release.set()
+
+
+async def test_owner_ids_are_strings_whatever_the_owner_function_returns(
+    store: StreamStore, release: asyncio.Event
+) -> None:
+    # Regression: an int owner id came back from Redis as a string, and the owner got 404 on their stream.
+    @get("/numbered")
+    @resumable(owner=lambda request: int(request.headers["x-user-number"]))
+    async def numbered() -> AsyncIterator[str]:
+        yield "mine"
+
+    async with serve(Litestar([numbered], plugins=[ResumablePlugin(store)])) as client:
+        first = await client.get("/numbered", headers={"x-user-number": "7"})
+        stream_id = first.headers["x-resumable-stream-id"]
+        replay = await client.get(f"/resumable/streams/{stream_id}", headers={"x-user-number": "7"})
+        assert replay.status_code == 200
+        assert (
+            await client.get(f"/resumable/streams/{stream_id}", headers={"x-user-number": "8"})
+        ).status_code == 404
+
+
+async def test_an_owner_function_that_refuses_cannot_tell_known_ids_from_unknown(
+    store: StreamStore, release: asyncio.Event
+) -> None:
+    def signed_in(request: Request[Any, Any, Any]) -> str:
+        if "x-user" not in request.headers:
+            raise NotAuthorizedException("sign in first")
+        return request.headers["x-user"]
+
+    @get("/private")
+    @resumable(owner=signed_in)
+    async def private() -> AsyncIterator[str]:
+        yield "x"
+
+    async with serve(Litestar([private], plugins=[ResumablePlugin(store)])) as client:
+        stream_id = (await client.get("/private", headers={"x-user": "eve"})).headers["x-resumable-stream-id"]
+        known = await client.get(f"/resumable/streams/{stream_id}")
+        unknown = await client.get("/resumable/streams/AAAAAAAAAAAAAAAAAAAAAA")
+        assert known.status_code == unknown.status_code == 401
+
+
+def test_generation_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_generations must be at least 1"):
+        ResumablePlugin(max_generations=0)
+    with pytest.raises(ValueError, match="max_generations_per_owner must be at least 1"):
+        ResumablePlugin(max_generations_per_owner=-1)
