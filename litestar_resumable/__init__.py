@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus
+from litestar_resumable._format import ItemEncoder, StreamFormat
 from litestar_resumable._plugin import ResumablePlugin
 from litestar_resumable._route import resumable
 from litestar_resumable._store.base import StoreUnavailableError, StreamStore, StreamWatch
@@ -19,11 +20,13 @@ if TYPE_CHECKING:
     from litestar_resumable._store.redis import RedisStreamStore
 
 __all__ = (
+    "ItemEncoder",
     "MemoryStreamStore",
     "RedisStreamStore",
     "ResumablePlugin",
     "StoreUnavailableError",
     "StreamEvent",
+    "StreamFormat",
     "StreamInfo",
     "StreamStatus",
     "StreamStore",

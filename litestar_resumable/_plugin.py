@@ -193,6 +193,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
 
         A stream started with an owner is served only to the same ``owner``; to anyone else it is 404.
         """
+        owner = _owner_id(owner)
         stream_id = _checked_stream_id(stream_id)
         after = 0
         if last_event_id is not None:
@@ -203,6 +204,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
 
     async def active_stream_id(self, key: str, *, owner: str | None = None) -> str | None:
         """The id of ``owner``'s running generation for ``key``, or None."""
+        owner = _owner_id(owner)
         stream_id = await self.store.get_key(_scoped_key(key, owner))
         if stream_id is None:
             return None
@@ -211,6 +213,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
 
     async def cancel(self, stream_id: str, *, owner: str | None = None) -> StreamInfo | None:
         """End a running generation as ``cancelled`` (on any worker); None if unknown (or not ``owner``'s)."""
+        owner = _owner_id(owner)
         info = await self.store.info(stream_id)
         if info is None or info.owner != owner:
             return None
@@ -268,7 +271,12 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         if self._closing:
             raise ServiceUnavailableException("the server is shutting down; try again shortly")
         stream_id = new_stream_id()
-        raw_key = spec.key_of(kwargs)
+        try:
+            raw_key = spec.key_of(kwargs)
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ClientException(
+                f"the request does not name this route's key ({type(exc).__name__} reading it)"
+            ) from exc
         key = None if raw_key is None else _scoped_key(raw_key, owner)
         replaced = (
             None
@@ -280,7 +288,8 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             self._check_generation_limits(owner, replacing=replaced)
         except TooManyRequestsException:
             if key is not None:
-                await _quietly(self.store.compare_and_set_key(key, stream_id, replaced, ttl=_KEY_TTL_MARGIN))
+                ttl = options.lease + options.ttl + _KEY_TTL_MARGIN
+                await _quietly(self.store.compare_and_set_key(key, stream_id, replaced, ttl=ttl))
             raise
         try:
             await self.store.create(
@@ -392,6 +401,11 @@ async def _owner_of(options: StreamOptions, request: Request[Any, Any, Any]) -> 
     owner = options.owner(request)
     if inspect.isawaitable(owner):
         owner = await owner
+    return _owner_id(owner)
+
+
+def _owner_id(owner: object) -> str | None:
+    """Owner ids are strings, whatever the app hands us (an int user id, say)."""
     return None if owner is None else str(owner)
 
 

@@ -88,9 +88,10 @@ async def _read_once(
         seen_id = ""
         async for sse in source.aiter_sse():
             # httpx-sse also yields blocks without data (the ``retry:`` field, ``: ping`` heartbeats), with
-            # the last id seen; the SSE spec dispatches no event for them. Every event of a resumable stream
-            # has an id of its own, so these are the ones with no id or the previous one.
-            if resumable and (not sse.id or sse.id == seen_id):
+            # the last id seen; the SSE spec dispatches no event for them. Every stored event of a resumable
+            # stream has an id of its own, so these are the ones with no id or the previous one, except a
+            # terminal event without an id: a follower's own last words when its store is out of reach.
+            if resumable and (not sse.id or sse.id == seen_id) and sse.event != "end":
                 continue
             seen_id = sse.id
             if sse.id:

@@ -122,3 +122,15 @@ async def test_a_chat_route_speaks_the_protocol_and_resumes_from_the_start() -> 
         ]
         assert sent[-2:] == [{"type": "finish"}, "[DONE]"]
         assert (await client.get("/api/chat/c1/stream")).status_code == 204  # finished: nothing to resume
+
+
+async def test_a_request_without_the_chat_id_is_a_400_not_a_500() -> None:
+    @post("/api/chat")
+    @resumable(key=chat_key, format=UIMessageStream())
+    async def chat(data: dict[str, Any]) -> AsyncIterator[str]:
+        yield "never"
+
+    async with serve(Litestar([chat], plugins=[ResumablePlugin(MemoryStreamStore())])) as client:
+        response = await client.post("/api/chat", json={"messages": []})
+    assert response.status_code == 400
+    assert response.json()["detail"] == "the request does not name this route's key (KeyError reading it)"

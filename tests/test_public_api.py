@@ -10,11 +10,13 @@ import litestar_resumable
 
 def test_all_is_pinned_and_sorted() -> None:
     assert litestar_resumable.__all__ == (
+        "ItemEncoder",
         "MemoryStreamStore",
         "RedisStreamStore",
         "ResumablePlugin",
         "StoreUnavailableError",
         "StreamEvent",
+        "StreamFormat",
         "StreamInfo",
         "StreamStatus",
         "StreamStore",
