@@ -91,12 +91,14 @@ async def _read_once(
             # the last id seen; the SSE spec dispatches no event for them. Every stored event of a resumable
             # stream has an id of its own, so these are the ones with no id or the previous one, except a
             # terminal event without an id: a follower's own last words when its store is out of reach.
-            if resumable and (not sse.id or sse.id == seen_id) and sse.event != "end":
+            own_id = sse.id if sse.id != seen_id else ""
+            if not resumable:
+                own_id = sse.id
+            elif not own_id and sse.event != "end":
                 continue
-            seen_id = sse.id
-            if sse.id:
-                cursor.last_event_id = sse.id
-            yield ReceivedEvent(sse.id, sse.data, sse.event)
+            if own_id:
+                seen_id = cursor.last_event_id = own_id
+            yield ReceivedEvent(own_id, sse.data, sse.event)
 
 
 async def stream_events(
