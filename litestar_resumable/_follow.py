@@ -57,7 +57,7 @@ async def follow(
             yield chunk
     except StoreUnavailableError:
         logger.warning("stream %s: the store is out of reach; ending this follower", stream_id)
-        yield options.format.render_store_lost()
+        yield options.format.render_lost("the stream store is unavailable")
 
 
 async def _follow(
@@ -84,7 +84,8 @@ async def _follow(
             now = loop.time()
             if now >= next_lease_check:
                 info = await watch.interrupt_if_abandoned(lease_check)
-                if info is None:  # expired or deleted under us: nothing more will come
+                if info is None:  # gone from the store (expired, or a store restarted empty)
+                    yield options.format.render_lost("the stream is gone from the store")
                     return
                 next_lease_check = now + lease_check
                 if info.last_position > cursor:

@@ -50,7 +50,8 @@ class StreamFormat:
     def render(self, stream_id: str, events: list[StreamEvent]) -> bytes:
         return encode_sse(stream_id, events)
 
-    def render_store_lost(self) -> bytes:
-        """The last words of a follower whose store is gone: a terminal event that is not stored, so it
-        has no ``id:`` and a client's ``Last-Event-ID`` stays on the last event it really got."""
-        return b'event: end\ndata: {"status":"interrupted","message":"the stream store is unavailable"}\n\n'
+    def render_lost(self, message: str) -> bytes:
+        """The last words of a follower whose store, or stream, is gone: a terminal event that is not
+        stored, so it has no ``id:`` and a client's ``Last-Event-ID`` stays on the last event it got."""
+        data = encode_item({"status": "interrupted", "message": message})[1]
+        return f"event: end\ndata: {data}\n\n".encode()

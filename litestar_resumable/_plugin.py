@@ -295,6 +295,10 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             await self.store.create(
                 stream_id, route=spec.route_id, key=key, lease=options.lease, ttl=options.ttl, owner=owner
             )
+        except ValueError:
+            # "exists already": ids are 128 random bits, so this is our own create, run by the store
+            # and retried by its client after a lost reply (redis-py retries commands when so set up).
+            logger.info("stream %s was created by an earlier attempt of the same call", stream_id)
         except StoreUnavailableError:
             if key is not None:
                 await _quietly(self.store.compare_and_set_key(key, stream_id, None, ttl=0))

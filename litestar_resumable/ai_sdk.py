@@ -104,8 +104,9 @@ class UIMessageStream(StreamFormat):
                 out.append(_DONE)
         return b"".join(out)
 
-    def render_store_lost(self) -> bytes:
-        return b'data: {"type":"error","errorText":"The stream store is unavailable."}\n\n' + _DONE
+    def render_lost(self, message: str) -> bytes:
+        error_text = message[:1].upper() + message[1:] + "."
+        return f"data: {_encode({'type': 'error', 'errorText': error_text}).decode()}\n\n".encode() + _DONE
 
     @staticmethod
     def _terminal_chunk(terminal: str) -> str:
