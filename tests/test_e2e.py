@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import httpx
@@ -19,6 +17,7 @@ import pytest
 from conftest import REDIS_URL, need_redis, within
 from proxy import DroppingProxy
 from servers import Server, running
+from sse import Event, parse_block
 
 from litestar_resumable.client import ReceivedEvent, stream_events
 
@@ -30,51 +29,6 @@ pytestmark = pytest.mark.e2e
 TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 
 # -- reading SSE as a browser would, keeping the raw blocks for the tests that look at the wire --
-
-
-@dataclass(frozen=True)
-class Event:
-    id: str | None
-    event: str
-    data: str
-
-    @property
-    def stream_id(self) -> str:
-        assert self.id is not None
-        return self.id.rpartition(".")[0]
-
-    @property
-    def position(self) -> int:
-        assert self.id is not None
-        return int(self.id.rpartition(".")[2])
-
-    @property
-    def is_terminal(self) -> bool:
-        return self.event == "end"
-
-    @property
-    def status(self) -> str:
-        assert self.is_terminal, f"not a terminal event: {self}"
-        return str(json.loads(self.data)["status"])
-
-
-def parse_block(lines: list[str]) -> Event | None:
-    """One SSE block (the lines between blank lines) as an event; None for blocks without data."""
-    event_id: str | None = None
-    name = "message"
-    data: list[str] = []
-    for line in lines:
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if field == "id":
-            event_id = value
-        elif field == "event":
-            name = value
-        elif field == "data":
-            data.append(value)
-    return Event(event_id, name, "\n".join(data)) if data else None
 
 
 def parse_body(body: str) -> list[Event]:
