@@ -23,6 +23,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from litestar_resumable._events import StreamEvent, TerminalStatus, terminal_data
+from litestar_resumable._waiting import wait_event
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -210,8 +211,7 @@ class Producer:
         renew_every = self.options.lease / 3
         while True:
             if not self._closing:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), renew_every)
+                await wait_event(self._wake, renew_every)
             self._wake.clear()
             batch = self._pending[: self.options.max_batch]
             del self._pending[: len(batch)]

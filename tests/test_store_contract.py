@@ -304,3 +304,14 @@ async def test_a_retried_batch_is_stored_once(store: StreamStore) -> None:
         (2, "b"),
         (3, "c"),
     ]
+
+
+async def test_a_watch_of_a_gone_stream_does_not_wake_at_once(store: StreamStore) -> None:
+    # Regression: the memory store's watch answered "something new" at once for a stream that had
+    # expired, so its follower spun until its next lease check.
+    await store.create("g" * 22, route="r", key=None, lease=LEASE, ttl=0.05)
+    await store.finish("g" * 22, "done", "{}")
+    async with store.watch("g" * 22) as watch:
+        await asyncio.sleep(0.2)  # the stream expires
+        assert await store.info("g" * 22) is None
+        assert await within(watch.wait(1, 0.05)) is False

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from litestar_resumable._events import TERMINAL_EVENT, StreamEvent, StreamInfo, StreamStatus, TerminalStatus
 from litestar_resumable._store.base import StoreUnavailableError, StreamStore, StreamWatch
+from litestar_resumable._waiting import wait_event
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -56,17 +57,12 @@ class _MemoryWatch(StreamWatch):
 
     async def wait(self, position: int, timeout: float) -> bool:
         stream = self._memory._streams.get(self._stream_id)  # noqa: SLF001 - the watch is part of the store
-        if (
-            stream is None
-            or stream.status != "running"
-            or (stream.events and stream.events[-1].position > position)
-        ):
-            return True
-        try:
-            await asyncio.wait_for(stream.changed.wait(), timeout)
-        except asyncio.TimeoutError:
+        if stream is None:  # gone: nothing will come; the reader learns it at its next lease check
+            await asyncio.sleep(timeout)
             return False
-        return True
+        if stream.events and stream.events[-1].position > position:
+            return True
+        return await wait_event(stream.changed, timeout)
 
 
 class MemoryStreamStore(StreamStore):

@@ -41,6 +41,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus
 from litestar_resumable._store.base import StoreUnavailableError, StreamStore, StreamWatch
+from litestar_resumable._waiting import wait_event
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -124,18 +125,15 @@ class _Watched(StreamWatch):
     async def wait(self, position: int, timeout: float) -> bool:
         if self.hi > position:
             return True
-        changed = self.changed
-        try:
-            await asyncio.wait_for(changed.wait(), timeout)
-        except asyncio.TimeoutError:
-            # A notification may have been lost: look at the stream itself, once a second at most for
-            # all of this process's readers.
-            now = asyncio.get_running_loop().time()
-            if now - self.refreshed_at >= _REFRESH_INTERVAL:
-                self.refreshed_at = now
-                await self._redis_store._refresh(self)  # noqa: SLF001 - part of the store
-            return self.hi > position
-        return True
+        if await wait_event(self.changed, timeout):
+            return True
+        # A notification may have been lost: look at the stream itself, once a second at most for all
+        # of this process's readers.
+        now = asyncio.get_running_loop().time()
+        if now - self.refreshed_at >= _REFRESH_INTERVAL:
+            self.refreshed_at = now
+            await self._redis_store._refresh(self)  # noqa: SLF001 - part of the store
+        return self.hi > position
 
 
 class RedisStreamStore(StreamStore):
