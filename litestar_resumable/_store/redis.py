@@ -34,7 +34,7 @@ from importlib.resources import files
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -102,6 +102,9 @@ class _Watched(StreamWatch):
         self.refreshing = False
         self.dirty = False
         self.refreshed_at = -math.inf
+        self.appending = 0
+        """The last position of this process's own write in flight: its reply brings the events, so the
+        notification of them, which can arrive first, needs no read."""
 
     def extend(self, events: Sequence[StreamEvent]) -> None:
         # Before the watch is ready ``hi`` is not yet known; it will be read after these events anyway.
@@ -157,10 +160,26 @@ class RedisStreamStore(StreamStore):
 
     @classmethod
     def from_url(
-        cls, url: str, *, key_prefix: str = "resumable", window: int = 1024, **redis_kwargs: Any
+        cls,
+        url: str,
+        *,
+        key_prefix: str = "resumable",
+        window: int = 1024,
+        max_connections: int = 32,
+        pool_timeout: float = 10.0,
+        **redis_kwargs: Any,
     ) -> RedisStreamStore:
-        """Connect to the Redis at ``url``; the store owns the client and closes it on shutdown."""
-        store = cls(Redis.from_url(url, **redis_kwargs), key_prefix=key_prefix, window=window)
+        """Connect to the Redis at ``url``; the store owns the client and closes it on shutdown.
+
+        Commands share at most ``max_connections`` connections (one of them is the Pub/Sub connection) and
+        wait up to ``pool_timeout`` seconds for a free one. redis-py's default pool instead fails a command
+        at once ("Too many connections") past its cap (100 in redis-py 8.1): hundreds of streams
+        in one process then turn a short burst into failed writes, retries and stalls.
+        """
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=max_connections, timeout=pool_timeout, **redis_kwargs
+        )
+        store = cls(Redis.from_pool(pool), key_prefix=key_prefix, window=window)
         store._owns_client = True
         return store
 
@@ -213,13 +232,29 @@ class RedisStreamStore(StreamStore):
         for event in events:
             args.append(event.event or "")
             args.append(event.data)
-        status = _text(await self._append(keys=[events_key, meta], args=args))
-        if status != "running":
-            return False
         watched = self._watched.get(stream_id)
+        last = events[-1].position if events else 0
+        if watched is not None:
+            watched.appending = max(watched.appending, last)
+        try:
+            status = _text(await self._append(keys=[events_key, meta], args=args))
+        except BaseException:
+            if watched is not None:
+                self._catch_up(watched)  # a notification skipped for this write is read now
+            raise
+        if status != "running":
+            if watched is not None:
+                self._catch_up(watched)
+            return False
         if watched is not None:
             watched.extend(events)
+            if watched.hi < last:
+                self._catch_up(watched)
         return True
+
+    def _catch_up(self, watched: _Watched) -> None:
+        if watched.ready.is_set():
+            self._spawn(self._refresh(watched))
 
     @_unavailable_on_error
     async def finish(
@@ -351,7 +386,9 @@ class RedisStreamStore(StreamStore):
             if message["type"] == "subscribe":
                 watched.subscribed.set()
             elif (
-                message["type"] == "message" and watched.ready.is_set() and int(message["data"]) > watched.hi
+                message["type"] == "message"
+                and watched.ready.is_set()
+                and int(message["data"]) > max(watched.hi, watched.appending)
             ):
                 self._spawn(self._refresh(watched))
 
