@@ -1,0 +1,171 @@
+"""The app every benchmark server runs: ``uvicorn benchmarks.app:app``, configured by its environment.
+
+- ``BENCH_STORE``: ``memory`` (default) or ``redis``;
+- ``BENCH_REDIS_URL`` and ``BENCH_KEY_PREFIX``: the Redis store's URL and this run's own key prefix;
+- ``BENCH_TTL``: seconds an ended stream stays readable (short, so a crashed run leaves little behind).
+
+With the Redis store, every command the store's client sends (each one a round trip: the store does not
+pipeline) is counted by name, and ``GET /bench/redis-calls`` answers the counts. INFO commandstats counts
+the commands that the Lua scripts run as well, and cannot tell a client's ``HMGET`` from a script's.
+
+Both streaming routes run the same generator: ``/plain`` through Litestar's own ``ServerSentEvent`` (the
+baseline: no ids, no store, the generator runs in the request), ``/tee`` through ``@resumable``. Every
+item is ``"<seq> <time.time() at yield> <padding>"``, so a client can measure the latency it added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, get
+from litestar.response import ServerSentEvent
+
+from litestar_resumable import MemoryStreamStore, RedisStreamStore, ResumablePlugin, StreamStore, resumable
+
+REDIS_CALLS: Counter[str] = Counter()
+
+
+def _count_calls(store: RedisStreamStore) -> None:
+    """Count every command the store's client and its Pub/Sub send (one Counter update per call)."""
+    from redis.asyncio.client import PubSub  # noqa: PLC0415 - only with the Redis store
+
+    client_execute = store.redis.execute_command
+    pubsub_execute = PubSub.execute_command
+
+    async def client_call(*args: Any, **options: Any) -> Any:
+        REDIS_CALLS[str(args[0]).lower()] += 1
+        return await client_execute(*args, **options)
+
+    async def pubsub_call(self: PubSub, *args: Any) -> Any:
+        REDIS_CALLS[str(args[0]).lower()] += 1
+        return await pubsub_execute(self, *args)
+
+    store.redis.execute_command = client_call  # type: ignore[method-assign]
+    PubSub.execute_command = pubsub_call  # type: ignore[method-assign]
+
+
+STORE: list[StreamStore] = []
+
+
+def _store() -> StreamStore:
+    if os.environ.get("BENCH_STORE", "memory") == "redis":
+        store = RedisStreamStore.from_url(
+            os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            key_prefix=os.environ.get("BENCH_KEY_PREFIX", "bench"),
+        )
+        _count_calls(store)
+        STORE.append(store)
+        return store
+    return MemoryStreamStore(max_bytes=1024 * 1024 * 1024)
+
+
+async def items(
+    n: int = 1000, rate: float = 0.0, size: int = 16, delay: float = 0.0, hold: float = 0.0
+) -> AsyncIterator[str]:
+    """``n`` items, ``rate`` a second (0: as fast as possible), after ``delay`` s; then quiet for ``hold`` s.
+
+    A paced generator keeps to its schedule (as tokens arriving from a model would), so a server that falls
+    behind shows as a lower delivered rate, not as a slower generator.
+    """
+    loop = asyncio.get_running_loop()
+    pad = "x" * size
+    if delay > 0:
+        await asyncio.sleep(delay)
+    interval = 1.0 / rate if rate > 0 else 0.0
+    due = loop.time()
+    for seq in range(n):
+        if interval and seq:
+            due += interval
+            wait = due - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        yield f"{seq} {time.time():.6f} {pad}"
+    if hold > 0:
+        await asyncio.sleep(hold)
+
+
+@get("/pid", sync_to_thread=False)
+def pid() -> int:
+    """This process's id: the readiness check, and which process to measure."""
+    return os.getpid()
+
+
+@get("/noop", sync_to_thread=False)
+def noop() -> str:
+    """A trivial request, to check that the server answers in well under a millisecond (no Nagle stalls)."""
+    return "ok"
+
+
+@get("/bench/redis-calls", sync_to_thread=False)
+def redis_calls() -> dict[str, int]:
+    """The commands this process's store has sent to Redis so far, by name."""
+    return dict(REDIS_CALLS)
+
+
+@get("/bench/pool", sync_to_thread=False)
+def pool() -> dict[str, Any]:
+    """The Redis store's connection pool: connections in use, idle, and its cap."""
+    if not STORE or not isinstance(STORE[0], RedisStreamStore):
+        return {}
+    connections = STORE[0].redis.connection_pool
+    return {
+        "class": type(connections).__name__,
+        "max_connections": getattr(connections, "max_connections", None),
+        "in_use": len(getattr(connections, "_in_use_connections", ())),
+        "idle": len(getattr(connections, "_available_connections", ())),
+    }
+
+
+@get("/plain")
+async def plain(
+    n: int = 1000, rate: float = 0.0, size: int = 16, delay: float = 0.0, hold: float = 0.0
+) -> ServerSentEvent:
+    """Litestar's plain Server-Sent Events over the generator: the baseline."""
+    return ServerSentEvent(items(n, rate, size, delay, hold))
+
+
+# The very same generator function, resumable (its query parameters are the generator's).
+tee = get("/tee", name="tee")(resumable(items))
+
+
+def _profiled() -> dict[str, Any]:
+    """With ``BENCH_PYINSTRUMENT=<path>``: pyinstrument samples this process from startup to shutdown."""
+    target = os.environ.get("BENCH_PYINSTRUMENT")
+    if not target:
+        return {}
+    from pyinstrument import Profiler  # noqa: PLC0415 - a profiling run only
+
+    profiler = Profiler(interval=0.0005, async_mode="disabled")
+
+    def start() -> None:
+        profiler.start()
+
+    def stop() -> None:
+        profiler.stop()
+        with open(f"{target}.pyinstrument.txt", "w", encoding="utf-8") as text:  # noqa: PTH123
+            text.write(profiler.output_text(unicode=True, show_all=False))
+        profiler.write_html(f"{target}.pyinstrument.html")
+
+    return {"on_startup": [start], "on_shutdown": [stop]}
+
+
+# The scenarios go past some of the plugin's safety limits (100k events in a stream, 1000 readers of a
+# stream per worker); raise those that this version of the plugin has.
+_LIMITS = {"max_events": 10_000_000, "max_followers": 100_000}
+_limits = {k: v for k, v in _LIMITS.items() if k in inspect.signature(ResumablePlugin).parameters}
+
+app = Litestar(
+    [pid, noop, redis_calls, pool, plain, tee],
+    **_profiled(),
+    plugins=[
+        ResumablePlugin(
+            _store(), ttl=float(os.environ.get("BENCH_TTL", "600")), shutdown_grace=1.0, **_limits
+        )
+    ],
+)

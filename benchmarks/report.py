@@ -1,0 +1,548 @@
+"""The results as a markdown page (tables and goals) and as a PNG of plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import REDIS_SERVER
+from benchmarks.scenarios import VARIANTS
+
+GOAL_TEE_RATIO = 0.9
+GOAL_P99_MS = 10.0
+GOAL_P99_STREAMS = 500
+GOAL_ROUND_TRIPS = 0.1
+GOAL_CATCH_UP_RATIO = 1.3
+GOAL_CATCH_UP_BACKLOG = 10_000
+FANOUT_FLAT = 1.25  # "independent of viewers": the most XRANGE per chunk within 25% of the least
+BUSY_PCT = 10.0
+TIMES = "\u00d7"  # the multiplication sign
+DASH = "\u2013"  # an en dash: no value
+GE, LE = "\u2265", "\u2264"
+
+
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None:
+        return DASH
+    if isinstance(value, float):
+        if abs(value) >= 1000:  # noqa: PLR2004
+            return f"{value:,.0f}"
+        return f"{value:.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def _goal(goal: str, measured: str, *, met: bool | None, note: str = "") -> dict[str, Any]:
+    return {"goal": goal, "measured": measured, "met": met, "note": note}
+
+
+# -- goals --
+
+
+def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each goal of the issue, with what this run measured (reported, never asserted)."""
+    return [
+        *_tee_goal(results),
+        *_latency_goals(results),
+        *_round_trip_goal(results),
+        *_catch_up_goals(results),
+        *_fanout_goal(results),
+        *_peer_goals(results),
+    ]
+
+
+def _tee_goal(results: dict[str, Any]) -> list[dict[str, Any]]:
+    variants = results.get("tee", {}).get("variants", {})
+    if "redis" not in variants or "plain" not in variants:
+        return []
+    ratio = variants["redis"]["ratio_to_plain"]
+    measured = (
+        f"{ratio}{TIMES} ({_fmt(variants['redis']['events_per_s'])} vs "
+        f"{_fmt(variants['plain']['events_per_s'])} events/s)"
+    )
+    goal = f"Redis-store tee throughput {GE} {GOAL_TEE_RATIO}{TIMES} plain SSE"
+    return [_goal(goal, measured, met=ratio is not None and ratio >= GOAL_TEE_RATIO)]
+
+
+def _latency_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    points = results.get("concurrency", {}).get("points", [])
+    for variant in ("memory", "redis"):
+        mine = [p for p in points if p["variant"] == variant]
+        if not mine:
+            continue
+        point = min(mine, key=lambda p: abs(p["streams"] - GOAL_P99_STREAMS))
+        p99 = point["p99_ms"]
+        goal = (
+            f"p99 added latency {LE} {GOAL_P99_MS:.0f} ms at {GOAL_P99_STREAMS} streams {TIMES} 20 chunks/s "
+            f"({variant})"
+        )
+        measured = (
+            f"{_fmt(p99)} ms at {point['streams']} streams "
+            f"({_fmt(point['delivered_per_s'])} of {_fmt(point['offered_per_s'])} chunks/s delivered)"
+        )
+        out.append(_goal(goal, measured, met=p99 is not None and p99 <= GOAL_P99_MS))
+    return out
+
+
+def _round_trip_goal(results: dict[str, Any]) -> list[dict[str, Any]]:
+    fast = results.get("redis_cost", {}).get("fast")
+    if not fast:
+        return []
+    per_chunk = fast["round_trips_per_chunk"]
+    measured = f"{per_chunk} ({sum(fast['round_trips'].values())} for {_fmt(fast['chunks'])} chunks)"
+    goal = f"{LE} {GOAL_ROUND_TRIPS} Redis round trips per chunk for a fast generator"
+    return [_goal(goal, measured, met=per_chunk <= GOAL_ROUND_TRIPS)]
+
+
+def _catch_up_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for row in results.get("resume", {}).get("rows", []):
+        if row["backlog"] != GOAL_CATCH_UP_BACKLOG or row["variant"] not in ("memory", "redis"):
+            continue
+        for where, ratio in row["catch_up_over_live"].items():
+            goal = (
+                f"catch-up of 10k events {LE} {GOAL_CATCH_UP_RATIO}{TIMES} a live read "
+                f"({row['variant']}, {where})"
+            )
+            measured = (
+                f"{ratio}{TIMES} ({_fmt(row['catch_up_s'][where], 3)} s vs {_fmt(row['live_s'], 3)} s live)"
+            )
+            out.append(_goal(goal, measured, met=ratio is not None and ratio <= GOAL_CATCH_UP_RATIO))
+    return out
+
+
+def _fanout_goal(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = [
+        r for r in results.get("fanout", {}).get("rows", []) if r["variant"] == "redis" and r["viewers"] > 1
+    ]
+    if not rows:
+        return []
+    values = [r["reads_per_chunk"] for r in rows]
+    flat = max(values) <= FANOUT_FLAT * max(min(values), 1e-9)
+    measured = (
+        ", ".join(f"{r['viewers']} viewers: {r['reads_per_chunk']}" for r in rows)
+        + " XRANGE/chunk (both processes together)"
+    )
+    note = "two processes, viewers split evenly; with 1 viewer the second process has no reader"
+    return [_goal("Redis reads per chunk independent of viewers per process", measured, met=flat, note=note)]
+
+
+def _peer_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    rows = {(r["variant"], r["backlog"]): r for r in results.get("resume", {}).get("rows", [])}
+    if ("peer", GOAL_CATCH_UP_BACKLOG) in rows and ("redis", GOAL_CATCH_UP_BACKLOG) in rows:
+        ours = rows[("redis", GOAL_CATCH_UP_BACKLOG)]["catch_up_s"].get("other process")
+        theirs = rows[("peer", GOAL_CATCH_UP_BACKLOG)]["catch_up_s"].get("other process")
+        out.append(
+            _goal(
+                "ahead of resumable-stream on resume (10k backlog, catch-up on another process)",
+                f"{_fmt(ours, 3)} s vs {_fmt(theirs, 3)} s",
+                met=ours is not None and theirs is not None and ours <= theirs,
+            )
+        )
+    fan = {(r["variant"], r["viewers"]): r for r in results.get("fanout", {}).get("rows", [])}
+    most = max((v for _, v in fan), default=0)
+    if ("peer", most) in fan and ("redis", most) in fan:
+        ours_row, theirs_row = fan[("redis", most)], fan[("peer", most)]
+        ours_cpu = sum(v for k, v in ours_row["cpu_pct"].items() if k != REDIS_SERVER)
+        theirs_cpu = sum(v for k, v in theirs_row["cpu_pct"].items() if k != REDIS_SERVER)
+        ahead = (ours_row["p99_ms"] or 0) <= (theirs_row["p99_ms"] or 0) and (
+            ours_row["round_trips_per_chunk"] <= theirs_row["round_trips_per_chunk"]
+        )
+        out.append(
+            _goal(
+                f"ahead of resumable-stream on fan-out ({most} viewers, 2 processes)",
+                f"p99 {_fmt(ours_row['p99_ms'])} vs {_fmt(theirs_row['p99_ms'])} ms; Redis round trips/chunk "
+                f"{ours_row['round_trips_per_chunk']} vs {theirs_row['round_trips_per_chunk']}; "
+                f"server CPU {ours_cpu:.0f}% vs {theirs_cpu:.0f}%",
+                met=ahead,
+                note="ahead = p99 latency and Redis round trips per chunk both no worse",
+            )
+        )
+    return out
+
+
+# -- markdown --
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _calls(calls: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in calls.items())
+
+
+def _ratios(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}: {_fmt(v)}" for k, v in values.items()) or DASH
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = _header(results)
+    lines += _goals_section(results)
+    lines += _tee_section(results.get("tee", {}))
+    lines += _concurrency_section(results.get("concurrency", {}))
+    lines += _cost_section(results.get("redis_cost", {}))
+    lines += _resume_section(results.get("resume", {}))
+    lines += _fanout_section(results.get("fanout", {}))
+    for name in ("tee", "concurrency", "redis_cost", "resume", "fanout"):
+        if "error" in results.get(name, {}):
+            lines += [f"**{name} failed**: `{results[name]['error']}`", ""]
+    return "\n".join(lines)
+
+
+def _header(results: dict[str, Any]) -> list[str]:
+    meta = results["meta"]
+    m = meta["machine"]
+    server = meta["server"]
+    peer = (
+        f"; peer: resumable-stream {m['peer'].get('resumable-stream')} (redis client "
+        f"{m['peer'].get('redis')}) on Node {m['peer'].get('node')}"
+        if meta["peer"]["available"]
+        else f"; peer skipped: {meta['peer']['reason']}"
+    )
+    trivial = ", ".join(f"{k} {v} ms" for k, v in meta.get("trivial_request_ms", {}).items())
+    busy = [meta.get(k, {}).get("cpu_busy_pct", 0) for k in ("background_at_start", "background_at_end")]
+    busy_note = " **The machine was not idle: treat the numbers as noisy.**" if max(busy) > BUSY_PCT else ""
+    machine = (
+        f"{meta['started']}; {m['nproc']} cores ({m['cpu_model']}), {m['memory']} RAM; Python {m['python']}, "
+        f"Redis {m['redis']}, Litestar {m['packages']['litestar']}, redis-py {m['packages']['redis']}, "
+        f"uvicorn {m['packages']['uvicorn']} (--http {server['http']} --loop {server['loop']}, "
+        f"one worker per server process){peer}. Whole run: {meta['duration_s']} s."
+    )
+    nagle = (
+        "Trivial request on a kept-alive connection (the Nagle / delayed-ACK check: about 40 ms would mean "
+        f"a stall): {trivial}."
+    )
+    load = (
+        f"Other load on the machine (whole-machine CPU busy before / after the run): {busy[0]}% / {busy[1]}%."
+    )
+    return [f"# Benchmark results ({meta['mode']} mode)", "", machine, "", nagle, "", load + busy_note, ""]
+
+
+def _goals_section(results: dict[str, Any]) -> list[str]:
+    verdict = {True: "yes", False: "**no**", None: DASH}
+    lines = ["## Goals (reported, not asserted)", ""]
+    return lines + _table(
+        ["goal", "measured", "met"], [[g["goal"], g["measured"], verdict[g["met"]]] for g in results["goals"]]
+    )
+
+
+def _tee_section(tee: dict[str, Any]) -> list[str]:
+    if "variants" not in tee:
+        return []
+    lines = [f"## 1. Tee throughput: one stream, {tee['chunks']:,} chunks, median of {tee['repeats']}", ""]
+    lines += _table(
+        ["variant", "events/s", f"{TIMES} plain", "server CPU \u00b5s/event", "client CPU \u00b5s/event"],
+        [
+            [
+                v["label"],
+                v["events_per_s"],
+                v["ratio_to_plain"],
+                v["server_cpu_us_per_event"],
+                v["client_cpu_us_per_event"],
+            ]
+            for v in tee["variants"].values()
+        ],
+    )
+    return [*lines, f"Redis round trips per chunk over these runs: {tee['redis_round_trips_per_chunk']}.", ""]
+
+
+def _concurrency_section(conc: dict[str, Any]) -> list[str]:
+    if "points" not in conc:
+        return []
+    rate, window = conc["rate_per_stream"], conc["window_s"]
+    title = f"## 2. Concurrency: streams at {rate:.0f} chunks/s each, {window} s window"
+    text = (
+        "Latency is the client's receive time minus the `time.time()` the generator put in the item at "
+        "yield. CPU is percent of one core over the window; the client is the load generator processes on "
+        "the same 2 cores."
+    )
+    lines = [title, "", text, ""]
+    header = ["streams", "variant", "delivered/s", "offered/s", "p50 ms", "p99 ms", "max ms", "server CPU %"]
+    header += ["Redis CPU %", "client CPU % (procs)", "incomplete streams"]
+    rows = [
+        [
+            p["streams"],
+            VARIANTS[p["variant"]],
+            p["delivered_per_s"],
+            p["offered_per_s"],
+            p["p50_ms"],
+            p["p99_ms"],
+            p["max_ms"],
+            p["server_cpu_pct"],
+            p["redis_cpu_pct"],
+            f"{p['client_cpu_pct']} ({p['client_processes']})",
+            p["incomplete_streams"],
+        ]
+        for p in conc["points"]
+    ]
+    lines += _table(header, rows)
+    most = conc["max_streams_tested"]
+    crossing = ", ".join(
+        f"{VARIANTS[k]}: {v if v is not None else f'not within {most}'}"
+        for k, v in conc["p99_over_100ms_at"].items()
+    )
+    lines += [f"Stream count where p99 passes 100 ms: {crossing}.", ""]
+    connections = [p for p in conc["points"] if "redis_connections" in p]
+    if connections:
+        counts = ", ".join(
+            f"{p['streams']} streams: peak {max(p['redis_connections']['peak'].values(), default=0)}, "
+            f"at end {max(p['redis_connections']['last'].values(), default=0)}"
+            for p in connections
+        )
+        lines += [f"Redis connections of the Redis-store server process (CLIENT LIST): {counts}.", ""]
+    return lines
+
+
+def _cost_section(cost: dict[str, Any]) -> list[str]:
+    if "fast" not in cost:
+        return []
+    fast, paced, mem, fol = cost["fast"], cost["paced"], cost["memory"], cost["followers"]
+    rows = [
+        [
+            f"round trips per chunk, fast generator ({fast['chunks']:,} chunks)",
+            f"{fast['round_trips_per_chunk']} ({_calls(fast['round_trips'])})",
+        ],
+        ["commands per chunk incl. inside Lua, fast generator", fast["commands_per_chunk_incl_lua"]],
+        [
+            f"round trips per chunk, paced ({paced['chunks']} chunks at {paced['rate']}/s)",
+            f"{paced['round_trips_per_chunk']} ({_calls(paced['round_trips'])})",
+        ],
+        ["commands per chunk incl. inside Lua, paced", paced["commands_per_chunk_incl_lua"]],
+        [
+            f"Redis memory per chunk ({mem['payload_bytes_per_chunk']} B payload)",
+            f"{mem['bytes_per_chunk']} B",
+        ],
+        ["Redis memory per stream (meta hash + empty Redis Stream)", f"{mem['bytes_per_stream']} B"],
+        [
+            f"Redis connections of one process with {fol['followers']} followers of one stream",
+            f"peak {fol['connections']['peak']}, at end {fol['connections']['at_end']}",
+        ],
+        [f"latency p50 / p99 with {fol['followers']} followers", f"{fol['p50_ms']} / {fol['p99_ms']} ms"],
+    ]
+    return ["## 3. Redis cost", "", *_table(["measure", "value"], rows)]
+
+
+def _resume_section(resume: dict[str, Any]) -> list[str]:
+    if "rows" not in resume:
+        return []
+    text = (
+        "Live: the first request, while a fast generator yields the backlog. Catch-up: a new request from "
+        "the start once the backlog is stored (the stream still open), on the producer's process or another "
+        "one. TTFE: time to first event."
+    )
+    lines = ["## 4. Resume: catch-up of a backlog vs reading it live", "", text, ""]
+    header = [
+        "backlog",
+        "variant",
+        "live s",
+        "live TTFE ms",
+        "catch-up s (same proc)",
+        "catch-up s (other proc)",
+    ]
+    header += ["catch-up / live", "catch-up TTFE ms"]
+    rows = [
+        [
+            r["backlog"],
+            VARIANTS[r["variant"]],
+            r["live_s"],
+            r["live_ttfe_ms"],
+            r["catch_up_s"].get("same process"),
+            r["catch_up_s"].get("other process"),
+            _ratios(r["catch_up_over_live"]),
+            _ratios(r["catch_up_ttfe_ms"]),
+        ]
+        for r in resume["rows"]
+    ]
+    return lines + _table(header, rows)
+
+
+def _fanout_section(fan: dict[str, Any]) -> list[str]:
+    if "rows" not in fan:
+        return []
+    title = (
+        f"## 5. Fan-out: one stream of {fan['chunks']} chunks at {fan['rate']:.0f}/s, viewers on 2 processes"
+    )
+    text = (
+        "Plain SSE has no shared stream: its row is that many independent generators, for the cost of "
+        "serving that many clients. The memory store has one process only."
+    )
+    lines = [title, "", text, ""]
+    header = [
+        "viewers",
+        "variant",
+        "reads/chunk (by process)",
+        "round trips/chunk",
+        "Redis cmds/chunk incl. Lua",
+    ]
+    header += ["p50 ms", "p99 ms", "CPU % by process", "delivered / expected"]
+    rows = []
+    for r in fan["rows"]:
+        reads = DASH
+        if "reads_command" in r:
+            by_process = _ratios(r["reads_per_chunk_by_process"])
+            reads = f"{r['reads_command'].upper()} {r['reads_per_chunk']} ({by_process})"
+        rows.append(
+            [
+                r["viewers"],
+                VARIANTS[r["variant"]],
+                reads,
+                r.get("round_trips_per_chunk"),
+                r.get("redis_commands_per_chunk_incl_lua"),
+                r["p50_ms"],
+                r["p99_ms"],
+                _ratios(r["cpu_pct"]),
+                f"{r['delivered_events']:,} / {r['expected_events']:,}",
+            ]
+        )
+    lines += _table(header, rows)
+    note = (
+        "Reads: the commands that carry a chunk to the viewers' processes: XRANGE for this library (one per "
+        "notification per process, shared by its viewers), PUBLISH for resumable-stream (one per chunk per "
+        "viewer). Round trips are counted by each server process itself; commands incl. Lua come from INFO "
+        "commandstats and include any other client of the same Redis."
+    )
+    return [*lines, note, ""]
+
+
+# -- plots --
+
+
+COLORS = {"plain": "#888888", "memory": "#1f77b4", "redis": "#d62728", "peer": "#2ca02c"}
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib as mpl  # noqa: PLC0415 - only when plotting
+
+    mpl.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(2, 3, figsize=(17, 9.5))
+    meta = results["meta"]
+    fig.suptitle(f"litestar-resumable benchmarks ({meta['mode']} mode, {meta['machine']['nproc']} cores)")
+    _plot_tee(axes[0][0], results.get("tee", {}))
+    _plot_concurrency(axes[0][1], axes[0][2], results.get("concurrency", {}))
+    _plot_resume(axes[1][0], results.get("resume", {}))
+    _plot_fanout(axes[1][1], axes[1][2], results.get("fanout", {}))
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _plot_tee(ax: Any, tee: dict[str, Any]) -> None:
+    if "variants" not in tee:
+        return
+    names = list(tee["variants"])
+    bars = ax.bar(
+        [VARIANTS[n] for n in names],
+        [tee["variants"][n]["events_per_s"] for n in names],
+        color=[COLORS[n] for n in names],
+    )
+    for bar, name in zip(bars, names, strict=True):
+        ratio = tee["variants"][name]["ratio_to_plain"]
+        ax.annotate(
+            f"{ratio}{TIMES}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom"
+        )
+    ax.set_title(f"1. tee throughput, one stream of {tee['chunks']:,} chunks")
+    ax.set_ylabel("events/s")
+    ax.tick_params(axis="x", labelsize=8)
+
+
+def _plot_concurrency(latency: Any, cpu: Any, conc: dict[str, Any]) -> None:
+    if "points" not in conc:
+        return
+    for panel, key, label in (
+        (latency, "p99_ms", "p99 added latency (ms)"),
+        (cpu, "server_cpu_pct", "server CPU (% of a core)"),
+    ):
+        for variant in ("plain", "memory", "redis"):
+            points = [p for p in conc["points"] if p["variant"] == variant]
+            if points:
+                panel.plot(
+                    [p["streams"] for p in points],
+                    [max(p[key] or 0.01, 0.01) for p in points],
+                    "o-",
+                    color=COLORS[variant],
+                    label=VARIANTS[variant],
+                )
+        panel.set_xlabel(f"concurrent streams at {conc['rate_per_stream']:.0f} chunks/s")
+        panel.set_ylabel(label)
+        panel.legend(fontsize=8)
+    latency.set_yscale("log")
+    latency.axhline(100, color="black", lw=0.8, ls="--")
+    latency.axhline(10, color="black", lw=0.8, ls=":")
+    latency.set_title("2. concurrency: p99 latency (-- 100 ms, .. 10 ms)")
+    cpu.set_title("2. concurrency: server CPU")
+
+
+def _plot_resume(ax: Any, resume: dict[str, Any]) -> None:
+    if "rows" not in resume:
+        return
+    for variant in ("plain", "memory", "redis", "peer"):
+        rows = [r for r in resume["rows"] if r["variant"] == variant]
+        if not rows:
+            continue
+        backlogs = [r["backlog"] for r in rows]
+        ax.plot(
+            backlogs,
+            [r["live_s"] for r in rows],
+            "--",
+            color=COLORS[variant],
+            label=f"{VARIANTS[variant]}: live",
+        )
+        if variant != "plain":
+            caught = [r["catch_up_s"].get("other process", r["catch_up_s"].get("same process")) for r in rows]
+            ax.plot(backlogs, caught, "o-", color=COLORS[variant], label=f"{VARIANTS[variant]}: catch-up")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("backlog (events)")
+    ax.set_ylabel("seconds")
+    ax.set_title("4. resume: catch-up (other process if any) vs live read")
+    ax.legend(fontsize=7)
+
+
+def _plot_fanout(reads: Any, latency: Any, fan: dict[str, Any]) -> None:
+    if "rows" not in fan:
+        return
+    for variant, label in (("redis", "resumable (Redis): XRANGE"), ("peer", "resumable-stream: PUBLISH")):
+        rows = [r for r in fan["rows"] if r["variant"] == variant]
+        if not rows:
+            continue
+        viewers = [r["viewers"] for r in rows]
+        reads.plot(
+            viewers, [max(r["reads_per_chunk"], 0.01) for r in rows], "o-", color=COLORS[variant], label=label
+        )
+        reads.plot(
+            viewers,
+            [r["round_trips_per_chunk"] for r in rows],
+            "s--",
+            color=COLORS[variant],
+            label=f"{VARIANTS[variant]}: all round trips",
+        )
+    reads.set_xscale("log")
+    reads.set_yscale("log")
+    reads.set_xlabel("viewers of one stream (2 processes)")
+    reads.set_ylabel("Redis commands per chunk")
+    reads.set_title("5. fan-out: Redis commands per chunk")
+    reads.legend(fontsize=7)
+    for variant in ("plain", "memory", "redis", "peer"):
+        rows = [r for r in fan["rows"] if r["variant"] == variant]
+        if rows:
+            latency.plot(
+                [r["viewers"] for r in rows],
+                [max(r["p99_ms"] or 0.01, 0.01) for r in rows],
+                "o-",
+                color=COLORS[variant],
+                label=VARIANTS[variant],
+            )
+    latency.set_xscale("log")
+    latency.set_yscale("log")
+    latency.set_xlabel("viewers")
+    latency.set_ylabel("p99 added latency (ms)")
+    latency.set_title("5. fan-out: p99 latency")
+    latency.legend(fontsize=7)
