@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -72,3 +73,11 @@ def test_reserved_and_broken_event_names_are_refused() -> None:
         encode_item(b"\xff")
     with pytest.raises(TypeError):
         encode_item(object())
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=["Cs"])))
+def test_text_in_json_items_survives_the_wire_byte_exactly(text: str) -> None:
+    # SSE itself cannot carry CR (a browser turns CR and CRLF into LF); text inside JSON items can.
+    event, data = encode_item({"text": text})
+    decoded = parse_sse_data(encode_sse("A" * 22, [StreamEvent(1, data, event)]).decode())
+    assert [msgspec.json.decode(d)["text"] for d in decoded] == [text]
