@@ -23,7 +23,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from litestar_resumable._events import StreamEvent, TerminalStatus, terminal_data
-from litestar_resumable._waiting import wait_event
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -131,23 +130,12 @@ class Producer:
         return status, message
 
     async def _watch_for_end(self) -> None:
-        """Cancel the generator as soon as the stream holds an event this producer did not write."""
+        """Cancel the generator as soon as the stream ends while this producer is not ending it."""
         async with self.store.watch(self.stream_id) as watch:
-            seen = 0
-            while True:
-                seen = max(seen, self._stored)
-                woke = await watch.wait(seen, self.options.lease)
-                if self._closing:
-                    return
-                if not woke or self._stored > seen:
-                    continue  # nothing new, or our own write
-                info = await self.store.info(self.stream_id)
-                if info is None or not info.is_running:
-                    self._closed_elsewhere = True
-                    self.task.cancel()
-                    return
-                # Still running: we saw our own write before it returned to us. Wait beyond it.
-                seen = max(seen, info.last_position)
+            await watch.ended.wait()
+            if not self._closing:
+                self._closed_elsewhere = True
+                self.task.cancel()
 
     async def _consume(self, writer: asyncio.Task[None]) -> None:
         """Run the generator, queueing its items for the writer."""
@@ -208,10 +196,26 @@ class Producer:
             self._room.set()  # a generator waiting for room must see that the writer has stopped
 
     async def _write_batches(self) -> None:
+        # A ticker, not a timeout per wait: every lease / 3 it wakes the writer, whose write (an empty
+        # one if nothing is pending) renews the lease of a generator that is thinking.
+        loop = asyncio.get_running_loop()
         renew_every = self.options.lease / 3
+        ticker: list[asyncio.TimerHandle] = []
+
+        def tick() -> None:
+            self._wake.set()
+            ticker[:] = [loop.call_later(renew_every, tick)]
+
+        ticker.append(loop.call_later(renew_every, tick))
+        try:
+            await self._write_until_closed()
+        finally:
+            ticker[0].cancel()
+
+    async def _write_until_closed(self) -> None:
         while True:
             if not self._closing:
-                await wait_event(self._wake, renew_every)
+                await self._wake.wait()
             self._wake.clear()
             batch = self._pending[: self.options.max_batch]
             del self._pending[: len(batch)]

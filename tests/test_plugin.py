@@ -611,3 +611,18 @@ async def test_a_store_that_fails_stops_a_quiet_generator_at_once(
         assert msgspec.json.decode(events[-1]["data"]) == {"status": "error"}
         await within(gate.finished.wait())  # the generator was stopped while it waited
         assert not gate.open.is_set()
+
+
+async def test_a_quiet_generator_keeps_its_lease(store: StreamStore, gate: Gate) -> None:
+    # The producer renews its lease every lease / 3 while the generator thinks; followers checking the
+    # lease every lease / 2 must not take it for dead.
+    async with (
+        serve(build_app(store, gate, lease=0.3)) as client,
+        client.stream("GET", "/held", params={"n": 1}) as response,
+    ):
+        await within(read_until(response, lambda ev: len(ev) >= 1))
+        await asyncio.sleep(1.5)  # five leases of thinking: a deadline to wait out, not a synchronisation
+        gate.open.set()
+        events = await within(read_until(response, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
+    assert [e["data"] for e in events[:-1]] == ["held 0", "released"]
+    assert msgspec.json.decode(events[-1]["data"]) == {"status": "done"}

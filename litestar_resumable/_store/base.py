@@ -49,6 +49,8 @@ class StreamWatch:
         self._poll_interval = poll_interval
         self._checked_at = -math.inf
         self._check: asyncio.Future[StreamInfo | None] | None = None
+        self.ended = asyncio.Event()
+        """Set once this watch has seen the stream end (its terminal event, or the stream gone)."""
 
     async def wait(self, position: int, timeout: float) -> bool:
         """Return True once there may be events after ``position``, False after ``timeout`` seconds."""
@@ -56,6 +58,8 @@ class StreamWatch:
         deadline = loop.time() + timeout
         while True:
             info = await self._store.info(self._stream_id)
+            if info is None or not info.is_running:
+                self.ended.set()
             if info is not None and info.last_position > position:
                 return True
             remaining = deadline - loop.time()

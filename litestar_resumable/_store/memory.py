@@ -44,6 +44,7 @@ class _Stream:
     events: list[StreamEvent] = field(default_factory=list)
     nbytes: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     def notify(self) -> None:
         self.changed.set()
@@ -54,6 +55,11 @@ class _MemoryWatch(StreamWatch):
     def __init__(self, store: MemoryStreamStore, stream_id: str) -> None:
         super().__init__(store, stream_id)
         self._memory = store
+        stream = store._streams.get(stream_id)  # noqa: SLF001 - the watch is part of the store
+        if stream is not None:
+            self.ended = stream.ended
+        else:
+            self.ended.set()
 
     async def wait(self, position: int, timeout: float) -> bool:
         stream = self._memory._streams.get(self._stream_id)  # noqa: SLF001 - the watch is part of the store
@@ -89,6 +95,7 @@ class MemoryStreamStore(StreamStore):
     def _drop(self, stream_id: str) -> None:
         stream = self._streams.pop(stream_id)
         self._nbytes -= stream.nbytes
+        stream.ended.set()
         stream.notify()
 
     def _purge(self, now: float) -> None:
@@ -181,6 +188,7 @@ class MemoryStreamStore(StreamStore):
             self._nbytes += len(data) + _EVENT_OVERHEAD
             stream.status = status
             stream.expires_at = now + stream.ttl
+            stream.ended.set()
             stream.notify()
         return self._info(stream_id, stream)
 

@@ -112,6 +112,8 @@ class _Watched(StreamWatch):
             return
         self.events.extend(events)
         self.hi = events[-1].position
+        if events[-1].is_terminal:
+            self.ended.set()
         self.changed.set()
         self.changed = asyncio.Event()
 
