@@ -22,7 +22,6 @@ from litestar.response import ServerSentEventMessage
 
 __all__ = (
     "TERMINAL_EVENT",
-    "TERMINAL_STATUSES",
     "StreamEvent",
     "StreamInfo",
     "StreamStatus",
@@ -33,7 +32,6 @@ __all__ = (
 
 StreamStatus = Literal["running", "done", "error", "cancelled", "interrupted"]
 TerminalStatus = Literal["done", "error", "cancelled", "interrupted"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"done", "error", "cancelled", "interrupted"})
 TERMINAL_EVENT = "end"
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

@@ -73,7 +73,6 @@ class Producer:
         self._closed_elsewhere = False
         self._closing = False
         self._writer_failed = False
-        self._stored = 0  # the last position this producer has stored
         self.task = asyncio.create_task(self._run(), name=f"litestar-resumable producer {stream_id}")
 
     def stop(self, status: TerminalStatus) -> None:
@@ -226,8 +225,6 @@ class Producer:
                 if not self._closing:
                     self.task.cancel()
                 raise _StreamClosedError
-            if batch:
-                self._stored = batch[-1].position
             if self._closing and not self._pending:
                 return
 
