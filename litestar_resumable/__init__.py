@@ -9,11 +9,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus
+from litestar_resumable._errors import (
+    KeyConflictError,
+    ResumableError,
+    StoreUnavailableError,
+    StreamClosedError,
+    StreamExistsError,
+    StreamLimitError,
+)
+from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus
 from litestar_resumable._format import ItemEncoder, StreamFormat
+from litestar_resumable._options import RouteOptions, StreamOptions
 from litestar_resumable._plugin import ResumablePlugin
 from litestar_resumable._route import resumable
-from litestar_resumable._store.base import StoreUnavailableError, StreamStore, StreamWatch
+from litestar_resumable._store.base import StreamStore, StreamWatch
 from litestar_resumable._store.memory import MemoryStreamStore
 
 if TYPE_CHECKING:
@@ -21,16 +30,24 @@ if TYPE_CHECKING:
 
 __all__ = (
     "ItemEncoder",
+    "KeyConflictError",
     "MemoryStreamStore",
     "RedisStreamStore",
+    "ResumableError",
     "ResumablePlugin",
+    "RouteOptions",
     "StoreUnavailableError",
+    "StreamClosedError",
     "StreamEvent",
+    "StreamExistsError",
     "StreamFormat",
     "StreamInfo",
+    "StreamLimitError",
+    "StreamOptions",
     "StreamStatus",
     "StreamStore",
     "StreamWatch",
+    "TerminalStatus",
     "resumable",
 )
 

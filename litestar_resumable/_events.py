@@ -25,9 +25,11 @@ __all__ = (
     "StreamEvent",
     "StreamInfo",
     "StreamStatus",
+    "TerminalStatus",
     "encode_item",
     "encode_sse",
     "terminal_data",
+    "utf8_len",
 )
 
 StreamStatus = Literal["running", "done", "error", "cancelled", "interrupted"]
@@ -38,6 +40,19 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _json_encoder = msgspec.json.Encoder()
 
 
+def utf8_len(text: str) -> int:
+    """Bytes of ``text`` in UTF-8; no copy for ASCII text (``isascii`` is a flag lookup in CPython)."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def terminal_data(status: TerminalStatus, message: str | None = None) -> str:
+    """The data of a terminal event: ``{"status": ...}``, with ``"message"`` when there is one."""
+    body: dict[str, str] = {"status": status}
+    if message is not None:
+        body["message"] = message
+    return _json_encoder.encode(body).decode()
+
+
 class StreamEvent(msgspec.Struct, frozen=True, gc=False):
     """One stored event: its position in the stream, its text and its optional SSE event name."""
 
@@ -45,9 +60,19 @@ class StreamEvent(msgspec.Struct, frozen=True, gc=False):
     data: str
     event: str | None = None
 
+    @classmethod
+    def terminal(cls, position: int, status: TerminalStatus, message: str | None = None) -> StreamEvent:
+        """The terminal event at ``position``: what a store writes when a stream ends."""
+        return cls(position, terminal_data(status, message), TERMINAL_EVENT)
+
     @property
     def is_terminal(self) -> bool:
         return self.event == TERMINAL_EVENT
+
+    @property
+    def nbytes(self) -> int:
+        """UTF-8 bytes of the data: what byte limits and buffers count."""
+        return utf8_len(self.data)
 
 
 class StreamInfo(msgspec.Struct, frozen=True):
@@ -58,9 +83,12 @@ class StreamInfo(msgspec.Struct, frozen=True):
     last_position: int
     """Position of the newest stored event (the terminal one once the stream has ended); 0 when empty."""
     route: str = ""
+    """The id of the route that started the stream (``-`` for streams opened outside a route)."""
     key: str | None = None
     owner: str | None = None
     """Who started the stream, as the route's ``owner`` callable said; None when routes have no owners."""
+    format: str = "sse"
+    """The name of the :class:`StreamFormat` its events are rendered with."""
 
     @property
     def is_running(self) -> bool:
@@ -89,13 +117,6 @@ def encode_item(item: Any) -> tuple[str | None, str]:
             text = str(data)
         return event, text
     return None, _json_encoder.encode(item).decode()
-
-
-def terminal_data(status: TerminalStatus, message: str | None = None) -> str:
-    body: dict[str, str] = {"status": status}
-    if message is not None:
-        body["message"] = message
-    return _json_encoder.encode(body).decode()
 
 
 def encode_sse(stream_id: str | None, events: list[StreamEvent]) -> bytes:

@@ -1,7 +1,8 @@
 """Followers: the SSE response of a stream, from any position, on any worker.
 
-A follower reads stored events after its cursor in batches until it has caught up, then sleeps on the
-store's watch until the stream grows. Replay and live reading are one loop over one cursor, so there is no
+A follower reads stored events after its cursor in batches (at most ``max_read_bytes`` at a time, so its
+memory is bounded in bytes) until it has caught up, then sleeps on the store's watch until the stream
+grows. Replay and live reading are one loop over one cursor, so there is no
 hand-over between them where an event could be skipped or sent twice (the ``XREAD $`` race).
 
 If the store goes out of reach, a follower ends with a terminal event of its own (``interrupted``, with
@@ -17,16 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import TYPE_CHECKING
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from litestar_resumable._store.base import StoreUnavailableError
+from litestar_resumable._errors import StoreUnavailableError
 
 if TYPE_CHECKING:
-    from collections import Counter
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
+    from litestar_resumable._format import StreamFormat
     from litestar_resumable._options import StreamOptions
     from litestar_resumable._store.base import StreamStore
 
@@ -49,19 +51,19 @@ class EncodedEvents(ServerSentEventMessage):
 
 
 async def follow(
-    store: StreamStore, stream_id: str, after: int, options: StreamOptions
+    store: StreamStore, stream_id: str, after: int, options: StreamOptions, stream_format: StreamFormat
 ) -> AsyncIterator[bytes]:
     """Yield the stream's SSE text after position ``after``, then live, up to and with the terminal event."""
     try:
-        async for chunk in _follow(store, stream_id, after, options):
+        async for chunk in _follow(store, stream_id, after, options, stream_format):
             yield chunk
     except StoreUnavailableError:
         logger.warning("stream %s: the store is out of reach; ending this follower", stream_id)
-        yield options.format.render_lost("the stream store is unavailable")
+        yield stream_format.render_lost("the stream store is unavailable")
 
 
 async def _follow(
-    store: StreamStore, stream_id: str, after: int, options: StreamOptions
+    store: StreamStore, stream_id: str, after: int, options: StreamOptions, stream_format: StreamFormat
 ) -> AsyncIterator[bytes]:
     loop = asyncio.get_running_loop()
     lease_check = options.lease / 2
@@ -71,9 +73,11 @@ async def _follow(
         next_heartbeat = loop.time() + options.heartbeat
         next_lease_check = loop.time()  # a resumer of a dead stream learns it at once
         while True:
-            events = await store.read_after(stream_id, cursor, limit=READ_BATCH)
+            events = await store.read_after(
+                stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes
+            )
             if events:
-                yield options.format.render(stream_id, events)
+                yield stream_format.render(stream_id, events)
                 if events[-1].is_terminal:
                     return
                 cursor = events[-1].position
@@ -85,7 +89,7 @@ async def _follow(
             if now >= next_lease_check:
                 info = await watch.interrupt_if_abandoned(lease_check)
                 if info is None:  # gone from the store (expired, or a store restarted empty)
-                    yield options.format.render_lost("the stream is gone from the store")
+                    yield stream_format.render_lost("the stream is gone from the store")
                     return
                 next_lease_check = now + lease_check
                 if info.last_position > cursor:
@@ -101,29 +105,32 @@ def sse_response(
     stream_id: str,
     after: int,
     options: StreamOptions,
+    stream_format: StreamFormat,
     *,
-    followers: Counter[str] | None = None,
+    on_close: Callable[[], None] | None = None,
 ) -> ServerSentEvent:
-    """The SSE response of a follower; ``followers`` counts the open ones per stream while they read."""
+    """The SSE response of a follower. ``on_close`` runs once when it is done: read to its end, stopped,
+    or never started (a client gone before the response began), so counts of open followers stay true."""
 
     async def body() -> AsyncIterator[ServerSentEventMessage]:
-        if followers is not None:
-            followers[stream_id] += 1
         try:
-            async for chunk in follow(store, stream_id, after, options):
+            async for chunk in follow(store, stream_id, after, options, stream_format):
                 yield EncodedEvents(chunk)
         finally:
-            if followers is not None:
-                followers[stream_id] -= 1
-                if followers[stream_id] <= 0:
-                    del followers[stream_id]
+            closed()
 
+    events = body()
+    closed = weakref.finalize(events, on_close or _nothing)
     return ServerSentEvent(
-        body(),
+        events,
         status_code=200,  # not the route's default: a POST route would answer 201
         headers={
             "Cache-Control": "no-cache, no-transform",
             "X-Resumable-Stream-Id": stream_id,
-            **options.format.headers,
+            **stream_format.headers,
         },
     )
+
+
+def _nothing() -> None:
+    pass

@@ -5,11 +5,14 @@ The default is the library's own SSE: every item one event with an ``id:``, the 
 stores at the start and before the end, its own item encoding, and its own rendering, in particular of
 the terminal event, which the store always keeps as ``end`` + JSON status so that every reader on every
 worker knows where a stream ends.
+
+A stream records its format's ``name``; a follower on any worker renders the stream with the format of
+that name, so streams written elsewhere (another worker, a job queue) read the same as a route's own.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from litestar_resumable._events import encode_item, encode_sse
 
@@ -18,7 +21,7 @@ if TYPE_CHECKING:
 
     from litestar_resumable._events import StreamEvent
 
-__all__ = ("ItemEncoder", "StreamFormat")
+__all__ = ("Encoded", "ItemEncoder", "StreamFormat")
 
 Encoded = list[tuple[str | None, str]]
 
@@ -42,7 +45,9 @@ class ItemEncoder:
 class StreamFormat:
     """The library's own SSE: one event per item, each with an ``id:``; the terminal event ``end``."""
 
-    headers: Mapping[str, str] = {}
+    name: ClassVar[str] = "sse"
+    """Recorded with every stream, so that any worker renders it with the same format."""
+    headers: ClassVar[Mapping[str, str]] = {}
 
     def encoder(self, stream_id: str) -> ItemEncoder:  # noqa: ARG002 - formats that name their messages use it
         return ItemEncoder()

@@ -90,6 +90,7 @@ class _UIMessageEncoder(ItemEncoder):
 class UIMessageStream(StreamFormat):
     """The AI SDK's UI message stream protocol, v1 (``x-vercel-ai-ui-message-stream: v1``)."""
 
+    name = "ai-sdk-ui-message-stream-v1"
     headers = {"x-vercel-ai-ui-message-stream": "v1"}  # noqa: RUF012 - read-only, shared by design
 
     def encoder(self, stream_id: str) -> ItemEncoder:

@@ -1,10 +1,10 @@
-"""A small client for resumable streams, on httpx and httpx-sse.
+"""A small client for resumable streams, on httpx.
 
 For server-to-server consumers (and this project's tests): iterate a stream's events, and when the
 connection drops, reconnect with ``Last-Event-ID`` and exponential backoff until the terminal ``end``
 event arrives. A drop before the first event resumes from ``<stream id>.0`` (the position before the
 first event, named by the ``X-Resumable-Stream-Id`` header), so a retried POST never starts a second
-generation.
+generation. Needs the ``client`` extra (``pip install 'litestar-resumable[client]'``), which is httpx.
 
     async with httpx.AsyncClient(base_url="http://localhost:8000") as http:
         async for event in stream_events(http, "POST", "/chat/42", json={"prompt": "hi"}):
@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import msgspec
-from httpx_sse import aconnect_sse
+
+from litestar_resumable._sse import SSEDecoder
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -42,6 +43,7 @@ class ReceivedEvent:
     """One event of a resumable stream as a client sees it."""
 
     id: str
+    """The event's id; empty for a terminal event a follower sent of its own when its store was gone."""
     data: str
     event: str = "message"
 
@@ -75,8 +77,7 @@ async def _read_once(
     headers = dict(request.get("headers") or {})
     if cursor.resume_from is not None:
         headers["Last-Event-ID"] = cursor.resume_from
-    async with aconnect_sse(client, method, url, **{**request, "headers": headers}) as source:
-        response = source.response
+    async with client.stream(method, url, **{**request, "headers": headers}) as response:
         if response.status_code == httpx.codes.NO_CONTENT:  # resumed after the end: nothing more
             cursor.ended = True
             return
@@ -85,20 +86,12 @@ async def _read_once(
         response.raise_for_status()
         resumable = "x-resumable-stream-id" in response.headers
         cursor.stream_id = response.headers.get("x-resumable-stream-id", cursor.stream_id)
-        seen_id = ""
-        async for sse in source.aiter_sse():
-            # httpx-sse also yields blocks without data (the ``retry:`` field, ``: ping`` heartbeats), with
-            # the last id seen; the SSE spec dispatches no event for them. Every stored event of a resumable
-            # stream has an id of its own, so these are the ones with no id or the previous one, except a
-            # terminal event without an id: a follower's own last words when its store is out of reach.
-            own_id = sse.id if sse.id != seen_id else ""
-            if not resumable:
-                own_id = sse.id
-            elif not own_id and sse.event != "end":
-                continue
-            if own_id:
-                seen_id = cursor.last_event_id = own_id
-            yield ReceivedEvent(own_id, sse.data, sse.event)
+        decoder = SSEDecoder()
+        async for text in response.aiter_text():
+            for sse in decoder.feed(text):
+                if sse.id is not None and resumable:
+                    cursor.last_event_id = sse.id
+                yield ReceivedEvent(sse.id or "", sse.data, sse.event)
 
 
 async def stream_events(

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from conftest import serve, within
+from _support.asgi import serve, within
 from litestar import Litestar, Request, Response, get, post
 
 from litestar_resumable import MemoryStreamStore, ResumablePlugin, StreamEvent, resumable

@@ -25,7 +25,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import close_store, make_store, serve, within
+from _support.asgi import serve, within
+from _support.stores import close_store, make_store
 from test_docs import examples, run_example
 
 from example_app.app import create_app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from conftest import serve
+from _support.asgi import serve
 from litestar import Litestar, get
 from litestar.response import Stream
 

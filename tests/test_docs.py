@@ -8,7 +8,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import serve
+from _support.asgi import serve
 from litestar import Litestar
 
 ROOT = Path(__file__).parent.parent

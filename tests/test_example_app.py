@@ -17,11 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import REDIS_URL, serve, within
+from _support.asgi import serve, within
+from _support.proxy import DroppingProxy
+from _support.servers import free_port, running
+from _support.stores import REDIS_URL
 from litestar import Litestar, post
 from litestar.response import Stream
-from proxy import DroppingProxy
-from servers import free_port, running
 
 from example_app.app import create_app, model_from_env
 from example_app.fake_model import answer_words

@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from conftest import close_store, make_store, serve, within
+from _support.asgi import serve, within
+from _support.reading import ended, read_until
+from _support.stores import FailingStore, close_store, make_store
 from litestar import Litestar, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ImproperlyConfiguredException
@@ -19,10 +21,10 @@ from litestar_resumable import (
     MemoryStreamStore,
     RedisStreamStore,
     ResumablePlugin,
-    StoreUnavailableError,
     StreamStore,
     resumable,
 )
+from litestar_resumable.testing import parse_sse
 
 
 class Point(msgspec.Struct):
@@ -38,23 +40,6 @@ class Gate:
         self.open = asyncio.Event()
         self.finished = asyncio.Event()
         self.calls = 0
-
-
-def sse_events(body: str) -> list[dict[str, str]]:
-    """Parse SSE text into events (comments and field-only blocks included as they are)."""
-    events = []
-    for block in body.split("\n\n"):
-        if not block:
-            continue
-        fields: dict[str, str] = {}
-        for line in block.split("\n"):
-            name, _, value = line.partition(": ") if ": " in line else line.partition(":")
-            if name in fields and name == "data":
-                fields["data"] += "\n" + value
-            else:
-                fields[name] = value
-        events.append(fields)
-    return [e for e in events if "data" in e]
 
 
 def build_app(store: StreamStore, gate: Gate, **plugin_options: Any) -> Litestar:
@@ -163,28 +148,6 @@ async def client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-class Reader:
-    """Reads an open streaming response bit by bit, keeping what it has read."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.chunks = response.aiter_text()
-        self.text = ""
-
-    async def until(self, predicate: Any) -> list[dict[str, str]]:
-        """Read until predicate(events so far) holds; return those events."""
-        while not predicate(events := sse_events(self.text[: self.text.rfind("\n\n") + 2])):
-            self.text += await anext(self.chunks)
-        return events
-
-
-_readers: dict[int, Reader] = {}
-
-
-async def read_until(response: httpx.Response, predicate: Any) -> list[dict[str, str]]:
-    reader = _readers.setdefault(id(response), Reader(response))
-    return await reader.until(predicate)
-
-
 async def test_a_generation_is_sse_with_ids_and_one_terminal_event(client: httpx.AsyncClient) -> None:
     response = await client.get("/count", params={"n": 3})
     assert response.status_code == 200
@@ -193,11 +156,11 @@ async def test_a_generation_is_sse_with_ids_and_one_terminal_event(client: httpx
     assert response.headers["x-accel-buffering"] == "no"
     stream_id = response.headers["x-resumable-stream-id"]
     assert response.text.startswith("retry: 1000\n\n")
-    events = sse_events(response.text)
-    assert [e["id"] for e in events] == [f"{stream_id}.{p}" for p in (1, 2, 3, 4)]
-    assert [e["data"] for e in events[:3]] == ["0", "1", "2"]
-    assert events[3]["event"] == "end"
-    assert msgspec.json.decode(events[3]["data"]) == {"status": "done"}
+    events = parse_sse(response.text)
+    assert [e.id for e in events] == [f"{stream_id}.{p}" for p in (1, 2, 3, 4)]
+    assert [e.data for e in events[:3]] == ["0", "1", "2"]
+    assert events[3].event == "end"
+    assert events[3].json() == {"status": "done"}
 
 
 async def test_stream_ids_are_unguessable_and_event_ids_cors_safe(client: httpx.AsyncClient) -> None:
@@ -205,18 +168,16 @@ async def test_stream_ids_are_unguessable_and_event_ids_cors_safe(client: httpx.
     for _ in range(20):
         response = await client.get("/count", params={"n": 1})
         ids.add(response.headers["x-resumable-stream-id"])
-        for event in sse_events(response.text):
-            assert len(event["id"]) <= 128
-            assert set(event["id"]) <= set(
-                "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"
-            )
+        for event in parse_sse(response.text):
+            assert len(event.id) <= 128
+            assert set(event.id) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
     assert len(ids) == 20
-    assert all(len(i) == 22 for i in ids)  # 16 random bytes in URL-safe base64
+    assert all(len(i) == 26 for i in ids)  # a 4-character tag, then 16 random bytes in URL-safe base64
 
 
 async def test_every_kind_of_item_becomes_one_event(client: httpx.AsyncClient) -> None:
-    events = sse_events((await client.get("/kinds")).text)
-    assert [e["data"] for e in events[:-1]] == [
+    events = parse_sse((await client.get("/kinds")).text)
+    assert [e.data for e in events[:-1]] == [
         "text",
         "bytes",
         '{"a":[1,2]}',
@@ -225,27 +186,27 @@ async def test_every_kind_of_item_becomes_one_event(client: httpx.AsyncClient) -
         "custom",
         "multi\nline\ntext",
     ]
-    assert events[5]["event"] == "tool"
-    assert events[5]["id"].endswith(".6")  # the message's own id is replaced
+    assert events[5].event == "tool"
+    assert events[5].id.endswith(".6")  # the message's own id is replaced
 
 
 async def test_resume_with_last_event_id_on_the_same_route_does_not_call_the_handler(
     client: httpx.AsyncClient, gate: Gate
 ) -> None:
     first = await client.get("/count", params={"n": 4})
-    ids = [e["id"] for e in sse_events(first.text)]
+    ids = [e.id for e in parse_sse(first.text)]
     resumed = await client.get("/count", params={"n": 4}, headers={"Last-Event-ID": ids[1]})
-    assert [e["data"] for e in sse_events(resumed.text)][:-1] == ["2", "3"]
-    assert [e["id"] for e in sse_events(resumed.text)] == ids[2:]
+    assert [e.data for e in parse_sse(resumed.text)][:-1] == ["2", "3"]
+    assert [e.id for e in parse_sse(resumed.text)] == ids[2:]
     by_query = await client.get("/count", params={"last_event_id": ids[2]})
-    assert [e["id"] for e in sse_events(by_query.text)] == ids[3:]
+    assert [e.id for e in parse_sse(by_query.text)] == ids[3:]
     assert gate.calls == 1
 
 
 async def test_the_header_wins_over_the_query_parameter(client: httpx.AsyncClient) -> None:
-    ids = [e["id"] for e in sse_events((await client.get("/count", params={"n": 3})).text)]
+    ids = [e.id for e in parse_sse((await client.get("/count", params={"n": 3})).text)]
     resumed = await client.get("/count", params={"last_event_id": ids[0]}, headers={"Last-Event-ID": ids[1]})
-    assert [e["id"] for e in sse_events(resumed.text)] == ids[2:]
+    assert [e.id for e in parse_sse(resumed.text)] == ids[2:]
 
 
 async def test_resume_route_replays_from_the_start_or_after_a_position(client: httpx.AsyncClient) -> None:
@@ -255,12 +216,12 @@ async def test_resume_route_replays_from_the_start_or_after_a_position(client: h
     assert replay.text == first.text
     assert replay.headers["x-resumable-stream-id"] == stream_id
     after = await client.get(f"/resumable/streams/{stream_id}", headers={"Last-Event-ID": f"{stream_id}.2"})
-    assert sse_events(after.text)[0]["data"] == "2"
+    assert parse_sse(after.text)[0].data == "2"
 
 
 async def test_resuming_after_the_terminal_event_is_204(client: httpx.AsyncClient) -> None:
     first = await client.get("/count", params={"n": 2})
-    terminal_id = sse_events(first.text)[-1]["id"]
+    terminal_id = parse_sse(first.text)[-1].id
     assert (await client.get("/count", headers={"Last-Event-ID": terminal_id})).status_code == 204
     stream_id = first.headers["x-resumable-stream-id"]
     resumed = await client.get(f"/resumable/streams/{stream_id}", params={"last_event_id": terminal_id})
@@ -272,11 +233,11 @@ async def test_resuming_after_the_terminal_event_is_204(client: httpx.AsyncClien
     [
         ("garbage", "malformed event id"),
         ("x" * 200, "longer than 128"),
-        ("AAAAAAAAAAAAAAAAAAAAAA.-1", "malformed event id"),
-        ("AAAAAAAAAAAAAAAAAAAAAA.01", "malformed event id"),
-        ("AAAAAAAAAAAAAAAAAAAAAA.1.2", "malformed event id"),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAA.-1", "malformed event id"),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAA.01", "malformed event id"),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAA.1.2", "malformed event id"),
         ("AAAAAAAAAAAAAAAAAAAA\u00e9A.1", "malformed event id"),
-        ("AAAAAAAAAAAAAAAAAAAAAA.99999999999999999999", "malformed event id"),
+        ("AAAAAAAAAAAAAAAAAAAAAAAAAA.99999999999999999999", "malformed event id"),
     ],
 )
 async def test_a_malformed_position_is_400_and_changes_nothing(
@@ -296,15 +257,16 @@ async def test_a_malformed_position_is_400_and_changes_nothing(
 
 
 async def test_unknown_streams_are_404_and_other_mistakes_400(client: httpx.AsyncClient) -> None:
-    unknown = "A" * 22
+    unknown = "A" * 26
     first = await client.get("/count", params={"n": 2})
     stream_id = first.headers["x-resumable-stream-id"]
     cases = [
         (await client.get(f"/resumable/streams/{unknown}"), 404, "unknown or expired stream"),
         (await client.get("/count", headers={"Last-Event-ID": f"{unknown}.1"}), 404, "unknown or expired"),
         (await client.delete(f"/resumable/streams/{unknown}"), 404, "unknown or expired"),
-        (await client.get("/resumable/streams/short"), 400, "malformed stream id"),
-        (await client.delete("/resumable/streams/short"), 400, "malformed stream id"),
+        # An id of another shape than ours is as unknown as any other (and tells a prober nothing).
+        (await client.get("/resumable/streams/short"), 404, "unknown or expired"),
+        (await client.delete("/resumable/streams/short"), 404, "unknown or expired"),
         # An id of another stream on the resume route of this one.
         (
             await client.get(f"/resumable/streams/{stream_id}", headers={"Last-Event-ID": f"{unknown}.1"}),
@@ -324,13 +286,13 @@ async def test_a_handler_error_ends_the_stream_without_leaking_the_exception(
     client: httpx.AsyncClient,
 ) -> None:
     body = (await client.get("/boom")).text
-    events = sse_events(body)
-    assert [e["data"] for e in events[:-1]] == ["before"]
-    assert msgspec.json.decode(events[-1]["data"]) == {"status": "error"}
+    events = parse_sse(body)
+    assert [e.data for e in events[:-1]] == ["before"]
+    assert events[-1].json() == {"status": "error"}
     assert "secret detail" not in body
     assert "Traceback" not in body
-    exposed = sse_events((await client.get("/boom-exposed")).text)
-    assert msgspec.json.decode(exposed[-1]["data"]) == {"status": "error", "message": "visible detail"}
+    exposed = parse_sse((await client.get("/boom-exposed")).text)
+    assert exposed[-1].json() == {"status": "error", "message": "visible detail"}
 
 
 async def test_disabled_route_is_a_plain_sse_stream(client: httpx.AsyncClient, store: StreamStore) -> None:
@@ -341,22 +303,22 @@ async def test_disabled_route_is_a_plain_sse_stream(client: httpx.AsyncClient, s
 
 
 async def test_dependency_injection_and_request_reach_the_handler(client: httpx.AsyncClient) -> None:
-    events = sse_events((await client.get("/di/ada", params={"times": 2})).text)
-    assert [e["data"] for e in events[:-1]] == ["hello ada from /di/ada"] * 2
+    events = parse_sse((await client.get("/di/ada", params={"times": 2})).text)
+    assert [e.data for e in events[:-1]] == ["hello ada from /di/ada"] * 2
 
 
 async def test_client_disconnect_does_not_stop_the_generation(client: httpx.AsyncClient, gate: Gate) -> None:
     async with client.stream("GET", "/held", params={"n": 2}) as response:
         stream_id = response.headers["x-resumable-stream-id"]
         events = await within(read_until(response, lambda ev: len(ev) >= 2))
-        assert [e["data"] for e in events] == ["held 0", "held 1"]
+        assert [e.data for e in events] == ["held 0", "held 1"]
     # The reader is gone; the generation goes on.
     await within(gate.reached.wait())
     gate.open.set()
     await within(gate.finished.wait())
-    replay = sse_events((await client.get(f"/resumable/streams/{stream_id}")).text)
-    assert [e["data"] for e in replay[:-1]] == ["held 0", "held 1", "released"]
-    assert msgspec.json.decode(replay[-1]["data"]) == {"status": "done"}
+    replay = parse_sse((await client.get(f"/resumable/streams/{stream_id}")).text)
+    assert [e.data for e in replay[:-1]] == ["held 0", "held 1", "released"]
+    assert replay[-1].json() == {"status": "done"}
 
 
 async def test_the_first_event_goes_out_before_the_generator_goes_on(
@@ -365,7 +327,7 @@ async def test_the_first_event_goes_out_before_the_generator_goes_on(
     # The handler is stuck after one item: only an unbatched, prompt write can deliver it.
     async with client.stream("GET", "/held", params={"n": 1}) as response:
         events = await within(read_until(response, lambda ev: len(ev) >= 1))
-        assert events[0]["data"] == "held 0"
+        assert events[0].data == "held 0"
         assert not gate.open.is_set()
         gate.open.set()
 
@@ -396,7 +358,7 @@ async def test_a_fast_generator_costs_far_less_than_one_write_per_chunk(
     monkeypatch.setattr(store, "append", counting_append)
     async with serve(build_app(store, gate)) as client:
         body = (await client.get("/fast", params={"n": 10_000})).text
-    assert len(sse_events(body)) == 10_001
+    assert len(parse_sse(body)) == 10_001
     assert sum(writes) == 10_000
     assert len(writes) <= 10_000 * 0.1
 
@@ -413,12 +375,12 @@ async def test_a_key_has_one_active_generation_and_a_new_one_cancels_it(
         async with client.stream("POST", "/chat/c1", json={"prompt": "two"}) as second:
             second_id = second.headers["x-resumable-stream-id"]
             # The first stream's follower ends with the cancelled terminal event.
-            events = await within(read_until(first, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
-            assert msgspec.json.decode(events[-1]["data"]) == {"status": "cancelled"}
+            events = await within(read_until(first, ended))
+            assert events[-1].json() == {"status": "cancelled"}
             await within(read_until(second, lambda ev: len(ev) >= 1))
             assert await plugin.active_stream_id("c1") == second_id
             gate.open.set()
-            await within(read_until(second, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
+            await within(read_until(second, ended))
     assert await plugin.active_stream_id("c1") is None
 
 
@@ -443,8 +405,8 @@ async def test_cancel_route_ends_a_running_generation_for_its_followers(
         cancelled = await client.delete(f"/resumable/streams/{stream_id}")
         assert cancelled.status_code == 202
         assert cancelled.json() == {"stream_id": stream_id, "status": "cancelled"}
-        events = await within(read_until(response, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
-        assert msgspec.json.decode(events[-1]["data"]) == {"status": "cancelled"}
+        events = await within(read_until(response, ended))
+        assert events[-1].json() == {"status": "cancelled"}
     await within(gate.finished.wait())  # the generator itself was stopped
     again = await client.delete(f"/resumable/streams/{stream_id}")
     assert again.json()["status"] == "cancelled"
@@ -460,18 +422,18 @@ async def test_a_cancel_from_another_worker_stops_the_generator_at_once(
     ):
         stream_id = response.headers["x-resumable-stream-id"]
         await within(read_until(response, lambda ev: len(ev) >= 1))
-        await peer_store.finish(stream_id, "cancelled", '{"status":"cancelled"}')
+        await peer_store.finish(stream_id, "cancelled")
         await within(gate.finished.wait())
-        events = await within(read_until(response, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
-        assert msgspec.json.decode(events[-1]["data"]) == {"status": "cancelled"}
+        events = await within(read_until(response, ended))
+        assert events[-1].json() == {"status": "cancelled"}
     assert not gate.open.is_set()
 
 
 async def test_shutdown_is_bounded_and_ends_every_stream(
-    store_kind: str, key_prefix: str, gate: Gate
+    store_kind: str, key_prefix: str, fake_server: object, gate: Gate
 ) -> None:
-    store = make_store(store_kind, key_prefix)
-    peer = make_store(store_kind, key_prefix) if store_kind != "memory" else store
+    store = make_store(store_kind, key_prefix, fake_server)
+    peer = make_store(store_kind, key_prefix, fake_server) if store_kind != "memory" else store
     async with (
         serve(build_app(store, gate, shutdown_grace=0.1)) as client,
         client.stream("GET", "/held", params={"n": 1}) as response,
@@ -537,36 +499,19 @@ def test_the_default_store_is_in_memory() -> None:
     assert isinstance(ResumablePlugin().store, MemoryStreamStore)
 
 
-class RefusingStore(MemoryStreamStore):
-    """A store that takes the first ``accept`` writes, then refuses every write as a full store does."""
-
-    def __init__(self, accept: int) -> None:
-        super().__init__()
-        self.accept = accept
-
-    async def append(self, stream_id: str, events: Any, *, lease: float) -> bool:
-        if events:
-            await asyncio.sleep(0)  # fail after a suspension, as a network store does
-            if self.accept <= 0:
-                raise StoreUnavailableError("full")
-            self.accept -= 1
-        return await super().append(stream_id, events, lease=lease)
-
-
 @pytest.mark.parametrize("accept", [0, 2])
 async def test_a_store_that_refuses_writes_ends_the_stream_as_error_not_done_and_never_hangs(
-    accept: int, gate: Gate, monkeypatch: pytest.MonkeyPatch
+    accept: int, gate: Gate
 ) -> None:
     # Regressions: a generator waiting for room was never woken when the writer died (the producer hung
     # and stopped renewing its lease), and a failed last write still ended the stream as done.
-    monkeypatch.setattr("litestar_resumable._producer._STORE_RETRY_DELAYS", ())
-    store = RefusingStore(accept)
-    async with serve(build_app(store, gate, max_batch=1)) as client:
+    store = FailingStore(ok=accept)
+    async with serve(build_app(store, gate, max_batch_bytes=1, store_retry_for=0)) as client:
         async with client.stream("GET", "/fast", params={"n": 1000}) as response:
             stream_id = response.headers["x-resumable-stream-id"]
-            events = await within(read_until(response, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
-        assert msgspec.json.decode(events[-1]["data"]) == {"status": "error"}
-        assert [e["data"] for e in events[:-1]] == [str(i) for i in range(accept)]
+            events = await within(read_until(response, ended))
+        assert events[-1].json() == {"status": "error"}
+        assert [e.data for e in events[:-1]] == [str(i) for i in range(accept)]
         info = await store.info(stream_id)
         assert info is not None
         assert info.status == "error"
@@ -577,9 +522,9 @@ async def test_an_unreachable_store_answers_503_not_500(gate: Gate) -> None:
     async with serve(build_app(store, gate)) as client:
         for response in (
             await client.get("/count"),
-            await client.get("/resumable/streams/AAAAAAAAAAAAAAAAAAAAAA"),
-            await client.delete("/resumable/streams/AAAAAAAAAAAAAAAAAAAAAA"),
-            await client.get("/count", headers={"Last-Event-ID": "AAAAAAAAAAAAAAAAAAAAAA.1"}),
+            await client.get("/resumable/streams/AAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            await client.delete("/resumable/streams/AAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            await client.get("/count", headers={"Last-Event-ID": "AAAAAAAAAAAAAAAAAAAAAAAAAA.1"}),
         ):
             assert response.status_code == 503
             assert response.json()["detail"] == "the stream store is unavailable; try again shortly"
@@ -598,17 +543,14 @@ def test_an_empty_event_name_is_no_event_name() -> None:
     assert encode_item(ServerSentEventMessage(data="x", event="")) == (None, "x")
 
 
-async def test_a_store_that_fails_stops_a_quiet_generator_at_once(
-    gate: Gate, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_store_that_fails_stops_a_quiet_generator_at_once(gate: Gate) -> None:
     # Regression: a writer that gave up was only noticed at the generator's next yield; a generator
     # waiting on its model went on (and its followers waited) until then.
-    monkeypatch.setattr("litestar_resumable._producer._STORE_RETRY_DELAYS", ())
-    store = RefusingStore(accept=0)
-    async with serve(build_app(store, gate)) as client:
+    store = FailingStore(ok=0)
+    async with serve(build_app(store, gate, store_retry_for=0)) as client:
         async with client.stream("GET", "/held", params={"n": 1}) as response:
-            events = await within(read_until(response, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
-        assert msgspec.json.decode(events[-1]["data"]) == {"status": "error"}
+            events = await within(read_until(response, ended))
+        assert events[-1].json() == {"status": "error"}
         await within(gate.finished.wait())  # the generator was stopped while it waited
         assert not gate.open.is_set()
 
@@ -623,6 +565,6 @@ async def test_a_quiet_generator_keeps_its_lease(store: StreamStore, gate: Gate)
         await within(read_until(response, lambda ev: len(ev) >= 1))
         await asyncio.sleep(1.5)  # five leases of thinking: a deadline to wait out, not a synchronisation
         gate.open.set()
-        events = await within(read_until(response, lambda ev: bool(ev) and ev[-1].get("event") == "end"))
-    assert [e["data"] for e in events[:-1]] == ["held 0", "released"]
-    assert msgspec.json.decode(events[-1]["data"]) == {"status": "done"}
+        events = await within(read_until(response, ended))
+    assert [e.data for e in events[:-1]] == ["held 0", "released"]
+    assert events[-1].json() == {"status": "done"}

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-from conftest import serve, within
+from _support.asgi import serve, within
 from litestar import Litestar, Request, get
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
@@ -104,7 +104,7 @@ async def test_another_owner_cannot_resume_or_cancel_and_cannot_tell_the_stream_
     assert info is not None
     assert info.owner == "alice"
     admin = {"x-admin": "yes"}
-    unknown = "A" * 22
+    unknown = "A" * 26
     for headers in ({"x-user": "mallory"}, {}):
         same_route = await client.get("/mine", headers={**headers, "Last-Event-ID": f"{stream_id}.0"})
         replay = await client.get(f"/resumable/streams/{stream_id}", headers={**headers, **admin})

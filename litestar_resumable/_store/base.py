@@ -1,16 +1,26 @@
 """The store base class: what the plugin needs from a place that keeps streams.
 
-A store keeps, per stream id: the events by position (1, 2, 3, ...), a status, the route and key the
-stream was started for, a producer lease, and an expiry. It also keeps a small registry from keys
-(chat ids, say) to the stream that is active for them.
+A store keeps, per stream id: the events by position (1, 2, 3, ...), a status, the route, key, owner and
+format the stream was started with, a producer lease, and an expiry. It also keeps, per key (a chat id,
+say), which stream was last started for it.
 
-Every write that must not tear is one store call: ``append`` checks the stream is still running, stores
-the events and renews the lease; ``finish`` writes the terminal event and the final status unless the
-stream has already ended. So a cancel on one worker, a lease expiry noticed on another and the producer's
-own last write can race, and exactly one terminal event wins.
+Every write that must not tear is one store call:
+
+- ``create`` records a running stream and, for a keyed stream, makes it the key's stream in the same
+  step, ending the key's running stream (``cancelled``, or ``interrupted`` if its lease ran out) or
+  refusing (:class:`KeyConflictError`). So at any moment at most one stream of a key is running, across
+  every worker that shares the store.
+- ``append`` checks that the stream is still running, stores the events and renews the lease;
+- ``finish`` writes the terminal event and the final status unless the stream has already ended, and
+  releases the key.
+
+So a cancel on one worker, a lease expiry noticed on another and the producer's own last write can race,
+and exactly one terminal event wins.
 
 Positions are given by the producer (it is the only writer of ordinary events); the terminal event takes
-the position after the last one, whoever writes it.
+the position after the last one, whoever writes it (see :meth:`StreamEvent.terminal`).
+
+``litestar_resumable.testing.StoreContract`` is the test suite every store passes; run it over yours.
 """
 
 from __future__ import annotations
@@ -21,18 +31,27 @@ import math
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from litestar_resumable._events import terminal_data
-
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from litestar_resumable._events import StreamEvent, StreamInfo, TerminalStatus
+    from litestar_resumable._options import ConflictPolicy
 
-__all__ = ("StoreUnavailableError", "StreamStore", "StreamWatch")
+__all__ = ("StreamStore", "StreamWatch", "take_within")
 
 
-class StoreUnavailableError(RuntimeError):
-    """The store cannot take this write now (full, or its backend is out of reach)."""
+def take_within(events: Sequence[StreamEvent], max_bytes: int | None) -> list[StreamEvent]:
+    """The longest prefix of ``events`` whose data fits ``max_bytes`` (at least one event)."""
+    if max_bytes is None:
+        return list(events)
+    taken: list[StreamEvent] = []
+    used = 0
+    for event in events:
+        used += event.nbytes
+        if used > max_bytes and taken:
+            break
+        taken.append(event)
+    return taken
 
 
 class StreamWatch:
@@ -44,8 +63,8 @@ class StreamWatch:
     """
 
     def __init__(self, store: StreamStore, stream_id: str, poll_interval: float = 0.25) -> None:
-        self._store = store
-        self._stream_id = stream_id
+        self.store = store
+        self.stream_id = stream_id
         self._poll_interval = poll_interval
         self._checked_at = -math.inf
         self._check: asyncio.Future[StreamInfo | None] | None = None
@@ -57,7 +76,7 @@ class StreamWatch:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            info = await self._store.info(self._stream_id)
+            info = await self.store.info(self.stream_id)
             if info is None or not info.is_running:
                 self.ended.set()
             if info is not None and info.last_position > position:
@@ -76,9 +95,7 @@ class StreamWatch:
         if self._check is None or (self._check.done() and now - self._checked_at >= min_interval):
             self._checked_at = now
             self._check = asyncio.ensure_future(
-                self._store.finish(
-                    self._stream_id, "interrupted", terminal_data("interrupted"), only_if_lease_expired=True
-                )
+                self.store.finish(self.stream_id, "interrupted", only_if_lease_expired=True)
             )
         # Readers that ask while the check runs wait for its answer; one reader leaving does not cancel it.
         return await asyncio.shield(self._check)
@@ -93,15 +110,21 @@ class StreamStore(ABC):
         stream_id: str,
         *,
         route: str,
-        key: str | None,
         lease: float,
         ttl: float,
+        key: str | None = None,
         owner: str | None = None,
-    ) -> None:
+        format: str = "sse",  # noqa: A002 - the stream's format name, as StreamInfo calls it
+        on_conflict: ConflictPolicy = "cancel",
+    ) -> str | None:
         """Record a new, empty, running stream whose producer holds a lease of ``lease`` seconds.
 
         A running stream expires ``lease + ttl`` seconds after its last write; an ended one ``ttl``
-        seconds after it ended.
+        seconds after it ended. With ``key``, the stream becomes the key's stream in the same atomic
+        step: a running stream of the key whose lease holds is ended ``cancelled`` and its id returned
+        (with ``on_conflict="reject"``, :class:`KeyConflictError` is raised instead and nothing changes);
+        one whose lease ran out is ended ``interrupted``. Raises :class:`StreamExistsError` if the id is
+        taken. Returns None when no running stream was cancelled.
         """
 
     @abstractmethod
@@ -109,7 +132,8 @@ class StreamStore(ABC):
         """Store events and renew the lease; False, storing nothing, if the stream is not running.
 
         A batch that ends at the stream's last position is a retry of a write whose answer was lost: it
-        is stored already, so it only renews the lease.
+        is stored already, so it only renews the lease. A batch that does not start right after the last
+        position raises ``ValueError``.
         """
 
     @abstractmethod
@@ -117,32 +141,34 @@ class StreamStore(ABC):
         self,
         stream_id: str,
         status: TerminalStatus,
-        data: str,
         *,
+        message: str | None = None,
         only_if_lease_expired: bool = False,
     ) -> StreamInfo | None:
-        """End a running stream with a terminal event; return the stream's info afterwards, None if unknown.
+        """End a running stream with its terminal event; return its info afterwards, None if unknown.
 
-        The stream then expires ``ttl`` seconds (as given to ``create``) from now.
+        The terminal event is :meth:`StreamEvent.terminal` at the position after the last. The stream then
+        expires ``ttl`` seconds (as given to ``create``) from now, and its key, if it still names this
+        stream, names none.
         """
 
     @abstractmethod
-    async def read_after(self, stream_id: str, position: int, *, limit: int) -> list[StreamEvent]:
-        """Return up to ``limit`` stored events after ``position``, in order."""
+    async def read_after(
+        self, stream_id: str, position: int, *, limit: int, max_bytes: int | None = None
+    ) -> list[StreamEvent]:
+        """Return up to ``limit`` stored events after ``position``, in order.
+
+        With ``max_bytes``, stop before the event that would take the data past it (but return one event
+        at least), so a reader's memory is bounded in bytes whatever the size of the events.
+        """
 
     @abstractmethod
     async def info(self, stream_id: str) -> StreamInfo | None:
         """Return what is known about a stream, or None if it is unknown or expired."""
 
     @abstractmethod
-    async def get_key(self, key: str) -> str | None:
-        """Return the stream id registered for ``key``."""
-
-    @abstractmethod
-    async def compare_and_set_key(
-        self, key: str, expected: str | None, new: str | None, *, ttl: float
-    ) -> bool:
-        """Point ``key`` at ``new`` (None removes it) if it now points at ``expected``; True if it did."""
+    async def key_holder(self, key: str) -> str | None:
+        """The id of the stream last started for ``key`` while it runs (or until its record expires)."""
 
     @contextlib.asynccontextmanager
     async def watch(self, stream_id: str) -> AsyncIterator[StreamWatch]:

@@ -4,11 +4,11 @@ The default when no store is given. It needs no server, so it also serves as the
 users' own tests. It is one process only: streams are not shared between workers and do not survive a
 restart.
 
-Memory is bounded by ``max_bytes``: the characters of stored data plus a fixed overhead per event.
+Memory is bounded by ``max_bytes``: the UTF-8 bytes of stored data plus a fixed overhead per event.
 When a new stream or event would pass it, ended streams are dropped soonest-to-expire first; if running
 streams alone fill it, the write is refused with :class:`StoreUnavailableError`. Expired streams are
 dropped lazily, at most once a second, when streams are created or read, so the store runs no task of
-its own.
+its own. Every call is free of ``await``, so each one is atomic.
 """
 
 from __future__ import annotations
@@ -19,12 +19,15 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from litestar_resumable._events import TERMINAL_EVENT, StreamEvent, StreamInfo, StreamStatus, TerminalStatus
-from litestar_resumable._store.base import StoreUnavailableError, StreamStore, StreamWatch
+from litestar_resumable._errors import KeyConflictError, StoreUnavailableError, StreamExistsError
+from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus
+from litestar_resumable._store.base import StreamStore, StreamWatch, take_within
 from litestar_resumable._waiting import wait_event
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
+
+    from litestar_resumable._options import ConflictPolicy
 
 __all__ = ("MemoryStreamStore",)
 
@@ -37,6 +40,7 @@ class _Stream:
     route: str
     key: str | None
     owner: str | None
+    format: str
     ttl: float
     lease_until: float
     expires_at: float
@@ -46,27 +50,31 @@ class _Stream:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def last(self) -> int:
+        return self.events[-1].position if self.events else 0
+
     def notify(self) -> None:
         self.changed.set()
         self.changed = asyncio.Event()
 
 
 class _MemoryWatch(StreamWatch):
-    def __init__(self, store: MemoryStreamStore, stream_id: str) -> None:
+    def __init__(self, store: MemoryStreamStore, stream: _Stream | None, stream_id: str) -> None:
         super().__init__(store, stream_id)
-        self._memory = store
-        stream = store._streams.get(stream_id)  # noqa: SLF001 - the watch is part of the store
+        self._stream = stream
         if stream is not None:
             self.ended = stream.ended
         else:
             self.ended.set()
 
     async def wait(self, position: int, timeout: float) -> bool:
-        stream = self._memory._streams.get(self._stream_id)  # noqa: SLF001 - the watch is part of the store
-        if stream is None:  # gone: nothing will come; the reader learns it at its next lease check
+        stream = self._stream
+        if stream is None or stream.expires_at <= time.monotonic():
+            # Gone: nothing will come; the reader learns it at its next lease check.
             await asyncio.sleep(timeout)
             return False
-        if stream.events and stream.events[-1].position > position:
+        if stream.last > position:
             return True
         return await wait_event(stream.changed, timeout)
 
@@ -77,12 +85,13 @@ class MemoryStreamStore(StreamStore):
     def __init__(self, *, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
         self._streams: dict[str, _Stream] = {}
-        self._keys: dict[str, tuple[str, float]] = {}
+        self._keys: dict[str, str] = {}
         self._nbytes = 0
         self._next_purge = 0.0
 
     @property
     def used_bytes(self) -> int:
+        """Bytes counted against ``max_bytes`` now."""
         return self._nbytes
 
     def _get(self, stream_id: str) -> _Stream | None:
@@ -95,6 +104,8 @@ class MemoryStreamStore(StreamStore):
     def _drop(self, stream_id: str) -> None:
         stream = self._streams.pop(stream_id)
         self._nbytes -= stream.nbytes
+        if stream.key is not None and self._keys.get(stream.key) == stream_id:
+            del self._keys[stream.key]
         stream.ended.set()
         stream.notify()
 
@@ -104,8 +115,6 @@ class MemoryStreamStore(StreamStore):
         self._next_purge = now + _PURGE_INTERVAL
         for stream_id in [sid for sid, s in self._streams.items() if s.expires_at <= now]:
             self._drop(stream_id)
-        for key in [k for k, (_, expires) in self._keys.items() if expires <= now]:
-            del self._keys[key]
 
     def _reserve(self, nbytes: int) -> None:
         """Make room for ``nbytes`` more, dropping ended streams, or refuse."""
@@ -122,46 +131,66 @@ class MemoryStreamStore(StreamStore):
                 f"MemoryStreamStore is full ({self.max_bytes} bytes of running streams)"
             )
 
+    def _add(self, stream: _Stream, events: Sequence[StreamEvent]) -> None:
+        nbytes = sum(event.nbytes + _EVENT_OVERHEAD for event in events)
+        self._reserve(nbytes)
+        stream.events.extend(events)
+        stream.nbytes += nbytes
+        self._nbytes += nbytes
+
     async def create(
         self,
         stream_id: str,
         *,
         route: str,
-        key: str | None,
         lease: float,
         ttl: float,
+        key: str | None = None,
         owner: str | None = None,
-    ) -> None:
+        format: str = "sse",  # noqa: A002 - the stream's format name
+        on_conflict: ConflictPolicy = "cancel",
+    ) -> str | None:
         now = time.monotonic()
         self._purge(now)
         if stream_id in self._streams:
-            raise ValueError(f"stream {stream_id} exists already")
+            raise StreamExistsError(stream_id)
+        replaced = None
+        holder_id = None if key is None else self._keys.get(key)
+        holder = None if holder_id is None else self._get(holder_id)
+        if holder_id is not None and holder is not None and holder.status == "running":
+            if holder.lease_until <= now:
+                self._end(holder_id, holder, "interrupted", None)
+            elif on_conflict == "reject":
+                raise KeyConflictError(holder_id)
+            else:
+                self._end(holder_id, holder, "cancelled", None)
+                replaced = holder_id
         self._reserve(_EVENT_OVERHEAD)
         self._streams[stream_id] = _Stream(
             route=route,
             key=key,
             owner=owner,
+            format=format,
             ttl=ttl,
             lease_until=now + lease,
             expires_at=now + lease + ttl,
             nbytes=_EVENT_OVERHEAD,
         )
         self._nbytes += _EVENT_OVERHEAD
+        if key is not None:
+            self._keys[key] = stream_id
+        return replaced
 
     async def append(self, stream_id: str, events: Sequence[StreamEvent], *, lease: float) -> bool:
         stream = self._get(stream_id)
         if stream is None or stream.status != "running":
             return False
-        expected = stream.events[-1].position + 1 if stream.events else 1
+        expected = stream.last + 1
         if events and events[-1].position == expected - 1:
             events = []  # a retry of a batch that is stored already (as the Redis store does)
         if events and events[0].position != expected:
             raise ValueError(f"append at position {events[0].position}, expected {expected}")
-        nbytes = sum(len(e.data) + _EVENT_OVERHEAD for e in events)
-        self._reserve(nbytes)
-        stream.events.extend(events)
-        stream.nbytes += nbytes
-        self._nbytes += nbytes
+        self._add(stream, events)
         now = time.monotonic()
         stream.lease_until = now + lease
         stream.expires_at = now + lease + stream.ttl
@@ -169,36 +198,45 @@ class MemoryStreamStore(StreamStore):
             stream.notify()
         return True
 
+    def _end(self, stream_id: str, stream: _Stream, status: TerminalStatus, message: str | None) -> None:
+        # The terminal event is always stored, even in a full store: a stream must be able to end.
+        terminal = StreamEvent.terminal(stream.last + 1, status, message)
+        stream.events.append(terminal)
+        stream.nbytes += terminal.nbytes + _EVENT_OVERHEAD
+        self._nbytes += terminal.nbytes + _EVENT_OVERHEAD
+        stream.status = status
+        stream.expires_at = time.monotonic() + stream.ttl
+        if stream.key is not None and self._keys.get(stream.key) == stream_id:
+            del self._keys[stream.key]
+        stream.ended.set()
+        stream.notify()
+
     async def finish(
         self,
         stream_id: str,
         status: TerminalStatus,
-        data: str,
         *,
+        message: str | None = None,
         only_if_lease_expired: bool = False,
     ) -> StreamInfo | None:
         stream = self._get(stream_id)
         if stream is None:
             return None
-        now = time.monotonic()
-        if stream.status == "running" and not (only_if_lease_expired and stream.lease_until > now):
-            position = stream.events[-1].position + 1 if stream.events else 1
-            stream.events.append(StreamEvent(position, data, TERMINAL_EVENT))
-            stream.nbytes += len(data) + _EVENT_OVERHEAD
-            self._nbytes += len(data) + _EVENT_OVERHEAD
-            stream.status = status
-            stream.expires_at = now + stream.ttl
-            stream.ended.set()
-            stream.notify()
+        if stream.status == "running" and not (
+            only_if_lease_expired and stream.lease_until > time.monotonic()
+        ):
+            self._end(stream_id, stream, status, message)
         return self._info(stream_id, stream)
 
-    async def read_after(self, stream_id: str, position: int, *, limit: int) -> list[StreamEvent]:
+    async def read_after(
+        self, stream_id: str, position: int, *, limit: int, max_bytes: int | None = None
+    ) -> list[StreamEvent]:
         stream = self._get(stream_id)
         if stream is None:
             return []
         # Positions are consecutive from 1, so the event after position p is at index p.
         start = max(position, 0)
-        return stream.events[start : start + limit]
+        return take_within(stream.events[start : start + limit], max_bytes)
 
     async def info(self, stream_id: str) -> StreamInfo | None:
         self._purge(time.monotonic())
@@ -207,26 +245,14 @@ class MemoryStreamStore(StreamStore):
 
     @staticmethod
     def _info(stream_id: str, stream: _Stream) -> StreamInfo:
-        last = stream.events[-1].position if stream.events else 0
-        return StreamInfo(stream_id, stream.status, last, stream.route, stream.key, stream.owner)
+        return StreamInfo(
+            stream_id, stream.status, stream.last, stream.route, stream.key, stream.owner, stream.format
+        )
 
-    async def get_key(self, key: str) -> str | None:
-        entry = self._keys.get(key)
-        if entry is None or entry[1] <= time.monotonic():
-            return None
-        return entry[0]
-
-    async def compare_and_set_key(
-        self, key: str, expected: str | None, new: str | None, *, ttl: float
-    ) -> bool:
-        if await self.get_key(key) != expected:
-            return False
-        if new is None:
-            self._keys.pop(key, None)
-        else:
-            self._keys[key] = (new, time.monotonic() + ttl)
-        return True
+    async def key_holder(self, key: str) -> str | None:
+        stream_id = self._keys.get(key)
+        return None if stream_id is None or self._get(stream_id) is None else stream_id
 
     @contextlib.asynccontextmanager
     async def watch(self, stream_id: str) -> AsyncIterator[StreamWatch]:
-        yield _MemoryWatch(self, stream_id)
+        yield _MemoryWatch(self, self._get(stream_id), stream_id)

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from typing import Any, assert_type
 
 from litestar import Litestar, Response, get, post
-from typing_extensions import assert_type
 
-from litestar_resumable import MemoryStreamStore, RedisStreamStore, ResumablePlugin, StreamInfo, resumable
+from litestar_resumable import (
+    MemoryStreamStore,
+    RedisStreamStore,
+    ResumablePlugin,
+    StreamInfo,
+    StreamOptions,
+    resumable,
+)
 from litestar_resumable.client import ReceivedEvent, stream_events
+from litestar_resumable.testing import read_sse
 
 
 async def bare(n: int = 10) -> AsyncIterator[str]:
@@ -42,3 +49,17 @@ async def use_plugin() -> None:
 async def use_client(client: Any) -> None:
     async for event in stream_events(client, "GET", "/count"):
         assert_type(event, ReceivedEvent)
+
+
+# Options are typed keyword arguments (Unpack[RouteOptions]): a misspelt one is an error, None is "off".
+misspelt = resumable(tll=600)  # type: ignore[call-overload]
+switched_off = resumable(owner=None, max_duration=None)(bare)
+wrong_type = resumable(ttl="long")  # type: ignore[call-overload]
+defaults: StreamOptions = plugin.options_for("tests.route")
+assert_type(defaults.max_duration, float | None)
+
+
+async def use_test_kit(client: Any) -> None:
+    first = await read_sse(client, "GET", "/count", max_events=2)
+    rest = await read_sse(client, "GET", "/count", last_event_id=first.last_event_id)
+    assert_type(rest.events[0].position, int)

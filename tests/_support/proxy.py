@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Self
 
-from conftest import within
+from _support.asgi import within
 
 
 class DroppingProxy:

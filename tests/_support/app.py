@@ -1,6 +1,6 @@
-"""The app the fault-injection tests run under uvicorn: ``uvicorn fault_app:app --app-dir tests``.
+"""The app the end-to-end and fault tests run under uvicorn: ``uvicorn _support.app:app --app-dir tests``.
 
-Like ``e2e_app.py``, configured by environment variables so every server process gets its own settings:
+Configured by environment variables, so every server process gets its own settings:
 
 - ``E2E_REDIS_URL``: use a :class:`RedisStreamStore` on this Redis (with ``E2E_KEY_PREFIX``); unset, the
   in-process :class:`MemoryStreamStore`;
@@ -96,6 +96,15 @@ async def big(n: int = 100, size: int = 8000, interval: float = 0.0) -> AsyncIte
         yield big_chunk(i, size)
 
 
+@get("/boom")
+@resumable
+async def boom(n: int = 1) -> AsyncIterator[str]:
+    """n items, then an exception whose text must not reach the client."""
+    for i in range(n):
+        yield str(i)
+    raise RuntimeError("secret detail")
+
+
 @get("/hold")
 @resumable
 async def hold(n: int = 1) -> AsyncIterator[str]:
@@ -112,7 +121,7 @@ def pid() -> int:
 
 
 app = Litestar(
-    [count, text, big, hold, pid],
+    [count, text, big, boom, hold, pid],
     plugins=[
         ResumablePlugin(
             store=_store(),

@@ -1,4 +1,4 @@
-"""Real uvicorn processes (``tests/e2e_app.py`` unless told otherwise), for the end-to-end tests.
+"""Real uvicorn processes (``tests/_support/app.py`` unless told otherwise), for the end-to-end tests.
 
     with running({"E2E_LEASE": "1"}, {}) as (a, b):
         httpx.get(f"{a.url}/pid")
@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]
 READY_TIMEOUT = 20.0
 STOP_TIMEOUT = 8.0
 _START_ATTEMPTS = 3
@@ -41,14 +41,14 @@ class ServerError(RuntimeError):
 
 
 class Server:
-    """One uvicorn process with its own environment (``e2e_app:app`` from this folder by default)."""
+    """One uvicorn process with its own environment (``_support.app:app`` from ``tests/`` by default)."""
 
     def __init__(
         self,
         env: Mapping[str, str] | None = None,
         *,
         name: str = "server",
-        app: str = "e2e_app:app",
+        app: str = "_support.app:app",
         app_dir: Path = TESTS_DIR,
         ready_path: str = "/pid",
     ) -> None:
