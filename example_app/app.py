@@ -73,8 +73,9 @@ def create_app(
 
     @get("/api/generate")
     @resumable(key="chat_id")
-    async def generate(prompt: str, chat_id: str) -> AsyncIterator[dict[str, str]]:  # noqa: ARG001 - the key
-        """Stream the answer to ``prompt``: ``{"text": delta}`` events; one running answer per chat."""
+    async def generate(prompt: str, chat_id: str | None = None) -> AsyncIterator[dict[str, str]]:  # noqa: ARG001 - the key
+        """Stream the answer to ``prompt``: ``{"text": delta}`` events; one running answer per chat (the
+        page always names its chat; a request without ``chat_id`` is a one-off answer)."""
         async for item in answer(prompt):
             yield item
 

@@ -27,9 +27,9 @@ import asyncio
 import functools
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from litestar.di import Provide
+from litestar.di import Dependency, Provide
 
 from litestar_resumable._errors import StreamClosedError
 from litestar_resumable._producer import Ending
@@ -171,6 +171,9 @@ def defer(provide: Provide) -> Provide:
     functools.update_wrapper(wrapper, original)
     wrapper.__resumable_deferred__ = True  # type: ignore[attr-defined]
     wrapper.__signature__ = with_parameter(signature, PLUGIN_PARAMETER)  # type: ignore[attr-defined]
-    wrapper.__annotations__ = {**getattr(original, "__annotations__", {}), PLUGIN_PARAMETER: Any}
+    wrapper.__annotations__ = {
+        **getattr(original, "__annotations__", {}),
+        PLUGIN_PARAMETER: Annotated[Any, Dependency()],  # Litestar's NamedDependency[Any]
+    }
     wrapper.__annotations__.pop("return", None)
-    return Provide(wrapper, sync_to_thread=False)
+    return Provide(wrapper)

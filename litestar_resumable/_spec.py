@@ -35,10 +35,12 @@ class RouteSpec:
     overrides: RouteOptions = field(default_factory=dict)  # type: ignore[assignment] # an empty RouteOptions
 
     def key_of(self, kwargs: dict[str, Any]) -> str | None:
-        """The key of a request, from the handler's resolved arguments."""
+        """The key of a request, from the handler's resolved arguments; None (no key) if its value is None,
+        so an optional key parameter makes a request without it a one-off generation."""
         if self.key is None:
             return None
-        return str(self.key(kwargs) if callable(self.key) else kwargs[self.key])
+        value = self.key(kwargs) if callable(self.key) else kwargs[self.key]
+        return None if value is None else str(value)
 
     @property
     def parameters(self) -> frozenset[str]:

@@ -90,6 +90,7 @@ class StreamWriter:
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._draining = False
+        self._stopped = False
         self._wrote_since_tick = False
         self._flusher: asyncio.Task[None] | None = None
         self._guard: asyncio.Task[None] | None = None
@@ -218,6 +219,8 @@ class StreamWriter:
                 if not self._draining:
                     await self._wake.wait()
                 self._wake.clear()
+                if self._stopped:
+                    return
                 batch = self._take_batch()
                 if batch or not self._draining:
                     stored = await retrying(

@@ -28,6 +28,7 @@ from example_app.app import create_app, model_from_env
 from example_app.fake_model import answer_words
 from litestar_resumable import MemoryStreamStore
 from litestar_resumable.client import stream_events
+from litestar_resumable.testing import SSEDecoder, SSEEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -180,7 +181,7 @@ async def test_stop_cancels_the_answer(browser: Any) -> None:
 
 async def _until(condition: Callable[[], bool]) -> None:
     """Poll a condition that no event announces (a count kept by the proxy); bounded by the caller."""
-    while not condition():  # noqa: ASYNC110 - nothing to wait on but the count itself
+    while not condition():
         await asyncio.sleep(0.01)
 
 
@@ -316,6 +317,18 @@ def test_the_readmes_first_command_serves_the_page(tmp_path: Path) -> None:
                     time.sleep(0.05)
             assert page.status_code == 200
             assert "EventSource" in page.text
+            # The first curl a newcomer types, with no chat id: a one-off answer that streams.
+            url = f"http://127.0.0.1:{port}/api/generate?prompt=hi"
+            with httpx.stream("GET", url, timeout=10) as answer:
+                assert answer.status_code == 200
+                assert answer.headers["content-type"].startswith("text/event-stream")
+                decoder = SSEDecoder()
+                events: list[SSEEvent] = []
+                for text in answer.iter_text():
+                    events.extend(decoder.feed(text))
+                    if len(events) >= 2:
+                        break
+            assert all("text" in event.json() for event in events)
         finally:
             process.terminate()
             process.wait(10)

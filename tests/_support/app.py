@@ -17,7 +17,7 @@ import os
 import random
 from collections.abc import AsyncIterator
 
-from litestar import Litestar, get
+from litestar import Controller, Litestar, get, post
 
 from litestar_resumable import MemoryStreamStore, RedisStreamStore, ResumablePlugin, StreamStore, resumable
 
@@ -114,6 +114,26 @@ async def hold(n: int = 1) -> AsyncIterator[str]:
     await asyncio.Event().wait()
 
 
+class ChatController(Controller):
+    """Keyed generations, as apps write them: one running answer per chat, in a Controller."""
+
+    path = "/chats"
+
+    @post("/{chat_id:str}")
+    @resumable(key="chat_id")
+    async def chat(self, chat_id: str) -> AsyncIterator[str]:
+        """A new answer cancels the chat's running one; this one runs until it is cancelled."""
+        yield f"{chat_id} started"
+        await asyncio.Event().wait()
+
+    @post("/{chat_id:str}/strict")
+    @resumable(key="chat_id", on_conflict="reject")
+    async def strict(self, chat_id: str) -> AsyncIterator[str]:
+        """A new answer is refused (409) while the chat's answer runs."""
+        yield f"{chat_id} started"
+        await asyncio.Event().wait()
+
+
 @get("/pid", sync_to_thread=False)
 def pid() -> int:
     """This server's process id: the readiness check, and a route that needs no store."""
@@ -121,7 +141,7 @@ def pid() -> int:
 
 
 app = Litestar(
-    [count, text, big, boom, hold, pid],
+    [count, text, big, boom, hold, ChatController, pid],
     plugins=[
         ResumablePlugin(
             store=_store(),

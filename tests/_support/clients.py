@@ -99,7 +99,7 @@ class StalledClient:
         self.port = port
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        self.sock.setblocking(False)  # noqa: FBT003
+        self.sock.setblocking(False)
         self.conn = h11.Connection(h11.CLIENT)
         self.headers: dict[str, str] = {}
         self.body = bytearray()

@@ -60,12 +60,13 @@ def delete_prefix(key_prefix: str, url: str = REDIS_URL) -> None:
 
 
 def redis_client(kind: str, fake_server: object | None = None) -> aioredis.Redis:
-    """A new client on this kind's Redis: the real one, or a fakeredis server."""
+    """A new client on this kind's Redis: the real one, or a fakeredis server. Its pool is larger than
+    redis-py's default of 100 connections, which a test with many concurrent streams can pass."""
     if kind == "fakeredis":
         import fakeredis  # noqa: PLC0415
 
-        return fakeredis.FakeAsyncRedis(server=fake_server)
-    return aioredis.Redis.from_url(REDIS_URL)
+        return fakeredis.FakeAsyncRedis(server=fake_server, max_connections=1000)
+    return aioredis.Redis.from_url(REDIS_URL, max_connections=1000)
 
 
 def make_store(kind: str, key_prefix: str, fake_server: object | None = None) -> StreamStore:
