@@ -1,5 +1,5 @@
-"""Fixtures: stores of every kind (memory, fakeredis, real Redis) under a key prefix per test, and app
-server processes on the shared Redis or on a Redis of the test's own."""
+"""Fixtures: stores of every kind (memory, fakeredis, real Redis) under a key prefix per test, app
+server processes on the shared Redis or on a Redis of the test's own, and Redis Clusters of the tests' own."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from _support.redis_cluster import RedisCluster, need_cluster_tools
 from _support.redis_servers import REDIS_SERVER, OwnRedis
 from _support.servers import Server, running
 from _support.stores import (
@@ -120,3 +121,28 @@ def own(own_redis: OwnRedis, launch: Callable[..., list[Server]]) -> Callable[..
     return lambda *settings: launch(
         *({"E2E_REDIS_URL": own_redis.url, "E2E_KEY_PREFIX": prefix, **s} for s in settings)
     )
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """One Redis Cluster (3 masters, 3 replicas) for the whole session: tests keep to keys of their own
+    and never kill its nodes (``failover_cluster`` is for that). ``started_in`` says how long it took."""
+    need_cluster_tools()
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def failover_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A fresh Redis Cluster of this test's own, free to kill nodes of; stopped when the test ends."""
+    need_cluster_tools()
+    cluster = RedisCluster(tmp_path)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
