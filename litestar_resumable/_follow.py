@@ -5,8 +5,10 @@ memory is bounded in bytes) until it has caught up, then sleeps on the store's w
 grows. Replay and live reading are one loop over one cursor, so there is no
 hand-over between them where an event could be skipped or sent twice (the ``XREAD $`` race).
 
-If the store goes out of reach, a follower ends with a terminal event of its own (``interrupted``, with
-no ``id:``: it is not stored), at the latest at its next lease check.
+A store out of reach is retried for ``store_retry_for`` seconds (a Redis failover takes a few), then the
+follower ends with a terminal event of its own (``interrupted``, with no ``id:``: it is not stored). So
+does a follower that finds the stream ended before the position it has read to: the store lost events
+it had served (asynchronous replication and a failover can do that; see docs/scaling.md).
 
 While idle it sends a ``: ping`` comment every ``heartbeat`` seconds, and every half lease it asks the
 store to end the stream as ``interrupted`` if the producer's lease has run out (through the watch, so a
@@ -17,6 +19,7 @@ followers on many workers exactly one writes the terminal event and all of them 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import weakref
 from typing import TYPE_CHECKING
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from litestar_resumable._errors import StoreUnavailableError
+from litestar_resumable._waiting import retrying
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -73,9 +77,10 @@ async def _follow(
         next_heartbeat = loop.time() + options.heartbeat
         next_lease_check = loop.time()  # a resumer of a dead stream learns it at once
         while True:
-            events = await store.read_after(
-                stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes
+            read = functools.partial(
+                store.read_after, stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes
             )
+            events = await retrying(read, options.store_retry_for, f"reading stream {stream_id}")
             if events:
                 yield stream_format.render(stream_id, events)
                 if events[-1].is_terminal:
@@ -87,9 +92,14 @@ async def _follow(
                 continue
             now = loop.time()
             if now >= next_lease_check:
-                info = await watch.interrupt_if_abandoned(lease_check)
+                check = functools.partial(watch.interrupt_if_abandoned, lease_check)
+                info = await retrying(check, options.store_retry_for, f"checking stream {stream_id}")
                 if info is None:  # gone from the store (expired, or a store restarted empty)
                     yield stream_format.render_lost("the stream is gone from the store")
+                    return
+                if not info.is_running and info.last_position <= cursor:
+                    # It ended before what this reader has seen: the store lost events (a failover).
+                    yield stream_format.render_lost("the stream store lost events this reader had")
                     return
                 next_lease_check = now + lease_check
                 if info.last_position > cursor:

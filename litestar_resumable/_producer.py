@@ -108,7 +108,12 @@ class Producer:
             self._task.cancel()
 
     def _writer_closed(self, why: Closed) -> None:
-        self.stop(ENDED_ELSEWHERE if why == "ended elsewhere" else Ending("error"))
+        if why == "ended elsewhere":
+            self.stop(ENDED_ELSEWHERE)
+        elif why == "store lost events":
+            self.stop(Ending("interrupted", "the store lost events it had taken (a failover?)"))
+        else:
+            self.stop(Ending("error"))
 
     async def _run(self) -> None:
         try:

@@ -28,39 +28,22 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from litestar_resumable._errors import StoreUnavailableError, StreamClosedError, StreamLimitError
 from litestar_resumable._events import StreamEvent, TerminalStatus
+from litestar_resumable._waiting import retrying
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
 
     from litestar_resumable._format import Encoded
     from litestar_resumable._options import StreamOptions
     from litestar_resumable._store.base import StreamStore
 
-__all__ = ("Closed", "StreamWriter", "retrying")
+__all__ = ("Closed", "StreamWriter")
 
 logger = logging.getLogger("litestar_resumable")
 
-Closed = Literal["ended elsewhere", "store failed"]
-"""Why a writer stopped before it was closed: the stream was ended by someone else, or the store failed."""
-
-_FIRST_RETRY_DELAY = 0.05
-_MAX_RETRY_DELAY = 1.0
-
-
-async def retrying(call: Callable[[], Awaitable[Any]], retry_for: float, what: str) -> Any:
-    """``call()``, retried with backoff for ``retry_for`` seconds while the store is out of reach."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + retry_for
-    delay = _FIRST_RETRY_DELAY
-    while True:
-        try:
-            return await call()
-        except StoreUnavailableError:
-            if loop.time() + delay > deadline:
-                raise
-            logger.warning("%s failed; retrying", what, exc_info=True)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _MAX_RETRY_DELAY)
+Closed = Literal["ended elsewhere", "store failed", "store lost events"]
+"""Why a writer stopped before it was closed: the stream was ended by someone else, the store failed, or
+the store no longer has events it took (a Redis failover with asynchronous replication, say)."""
 
 
 class StreamWriter:
@@ -163,8 +146,8 @@ class StreamWriter:
     def _raise_if_closed(self) -> None:
         if self.closed == "ended elsewhere":
             raise StreamClosedError(f"stream {self.stream_id} has ended")
-        if self.closed == "store failed":
-            raise StoreUnavailableError(f"the store did not take the events of stream {self.stream_id}")
+        if self.closed is not None:
+            raise StoreUnavailableError(f"the store did not keep the events of stream {self.stream_id}")
 
     def _close(self, why: Closed) -> None:
         if self.closed is None:
@@ -236,6 +219,10 @@ class StreamWriter:
                     self.bytes += sum(event.nbytes for event in batch)
                 if self._draining and not self._pending:
                     return
+        except ValueError:
+            # The store expects another position: it lost (or never had) events it acknowledged.
+            logger.exception("stream %s: the store does not have the events it took", self.stream_id)
+            self._close("store lost events")
         except Exception:
             logger.exception("the store did not take the events of stream %s", self.stream_id)
             self._close("store failed")

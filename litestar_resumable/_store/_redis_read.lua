@@ -1,13 +1,14 @@
 -- Read up to ARGV[2] events after position ARGV[1], stopping before the event that would take the data
 -- past ARGV[3] bytes (one event at least), so that a reader's memory is bounded in bytes whatever the
--- events' sizes. Reads in small XRANGE steps, so Redis holds little more than the answer either.
+-- events' sizes. Reads in XRANGE steps sized by the events seen so far (the first step is one event), so
+-- Redis holds little more than the answer either.
 -- Returns {the stream's last position (-1 if it has no record), {entries}}.
 -- KEYS[1] events stream, KEYS[2] meta hash
 local last = tonumber(redis.call('HGET', KEYS[2], 'last') or '-1')
 local out, used = {}, 0
 local after, left, budget = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local step = 16
-while left > 0 do
+local step = 1
+while left > 0 and used < budget do
   local ask = math.min(left, step)
   local chunk = redis.call('XRANGE', KEYS[1], '(0-' .. after, '+', 'COUNT', ask)
   for _, entry in ipairs(chunk) do

@@ -6,8 +6,9 @@ local reader (followers, the producer's guard) reads from. Readers that fall beh
 stream directly, so a slow reader costs itself a read and nobody else anything. The window is bounded in
 bytes (``window_bytes`` per stream), so a stream of large events keeps few of them or none.
 
-The Pub/Sub connection reads with a timeout below redis-py's default 5 s socket timeout, and a lost
-notification is made good by the readers' own timed re-checks (once a second at most per stream).
+Subscriptions go through a :class:`Subscriber` (``_redis_pubsub``: classic Pub/Sub on a standalone Redis,
+sharded on a cluster). A lost notification is made good by the readers' own timed re-checks (once a
+second at most per stream), and a lost subscription by re-reading its stream at once.
 """
 
 from __future__ import annotations
@@ -22,31 +23,29 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from redis.exceptions import RedisError
 
+from litestar_resumable._errors import StoreUnavailableError
 from litestar_resumable._store.base import StreamWatch
 from litestar_resumable._waiting import wait_event
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Sequence
 
-    from redis.asyncio.client import PubSub
-
     from litestar_resumable._events import StreamEvent
+    from litestar_resumable._store._redis_pubsub import Subscriber
     from litestar_resumable._store.base import StreamStore
 
 __all__ = ("Watched", "Watches")
 
 logger = logging.getLogger("litestar_resumable")
 
-_PUBSUB_READ_TIMEOUT = 1.0  # below redis-py's default socket_timeout of 5 s
 _SUBSCRIBE_TIMEOUT = 5.0
 _REFRESH_INTERVAL = 1.0
 
 
 class _Source(Protocol):
-    """What the watches need of the store: its reads, names and Pub/Sub connection."""
+    """What the watches need of the store: its reads and channel names."""
 
     def channel(self, stream_id: str) -> str: ...
-    def pubsub(self) -> PubSub: ...
     async def last_position(self, stream_id: str) -> int: ...
     async def read(
         self, stream_id: str, position: int, limit: int, max_bytes: int
@@ -118,14 +117,13 @@ class Watches:
 
     def __init__(self, store: StreamStore, source: _Source, window_bytes: int) -> None:
         self.window_bytes = window_bytes
+        self.subscriber: Subscriber | None = None
+        """Set by the store: who subscribes this process to channels (classic or sharded Pub/Sub)."""
         self._store = store
         self._source = source
         self._watched: dict[str, Watched] = {}
         self._channels: dict[str, Watched] = {}
-        self._pubsub: PubSub | None = None
-        self._reader: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
 
     def get(self, stream_id: str) -> Watched | None:
         return self._watched.get(stream_id)
@@ -151,17 +149,14 @@ class Watches:
         channel = self._source.channel(watched.stream_id)
         try:
             self._channels[channel] = watched
-            if self._pubsub is None:
-                self._pubsub = self._source.pubsub()
-            await self._pubsub.subscribe(channel)
-            if self._reader is None or self._reader.done():
-                self._reader = asyncio.create_task(self._read_notifications(self._pubsub))
+            assert self.subscriber is not None, "the store sets the subscriber"  # noqa: S101
+            await self.subscriber.subscribe(channel)
             # Read the last position only once subscribed, so no write falls between the two.
             await wait_event(watched.subscribed, _SUBSCRIBE_TIMEOUT)
             watched.hi = await self._source.last_position(watched.stream_id)
             watched.events.clear()
             watched.nbytes = 0
-        except (RedisError, OSError):
+        except (RedisError, OSError, StoreUnavailableError):
             logger.warning("could not subscribe to %s; readers fall back to polling", channel, exc_info=True)
         finally:
             watched.ready.set()
@@ -170,40 +165,20 @@ class Watches:
         channel = self._source.channel(watched.stream_id)
         if self._channels.get(channel) is watched:
             del self._channels[channel]
-        if self._pubsub is not None and channel not in self._channels:
+        if self.subscriber is not None and channel not in self._channels:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(channel)
+                await self.subscriber.unsubscribe(channel)
 
-    async def _read_notifications(self, pubsub: PubSub) -> None:
-        backoff = 0.05
-        # A flag, not only cancellation: a cancel that lands inside redis-py's timed read can be taken
-        # for the read's own timeout and swallowed.
-        while not self._closing:
-            try:
-                message = await pubsub.get_message(timeout=_PUBSUB_READ_TIMEOUT)
-                backoff = 0.05
-            except (RedisError, OSError):
-                logger.warning("lost the Pub/Sub connection; re-reading every watched stream", exc_info=True)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                for stale in list(self._channels.values()):
-                    self.spawn(self.refresh(stale))
-                continue
-            if message is not None:
-                self._on_message(message)
-
-    def _on_message(self, message: dict[str, Any]) -> None:
-        channel = message["channel"]
-        watched = self._channels.get(channel.decode() if isinstance(channel, bytes) else channel)
+    def hear(self, kind: str, channel: str, data: Any) -> None:
+        """What the subscriber heard: a subscription confirmed, a new last position, or a lost channel."""
+        watched = self._channels.get(channel)
         if watched is None:
             return
-        if message["type"] == "subscribe":
+        if kind == "subscribed":
             watched.subscribed.set()
-        elif (
-            message["type"] == "message"
-            and watched.ready.is_set()
-            and int(message["data"]) > max(watched.hi, watched.appending)
-        ):
+        elif kind == "lost":
+            self.catch_up(watched)
+        elif watched.ready.is_set() and int(data) > max(watched.hi, watched.appending):
             self.spawn(self.refresh(watched))
 
     async def refresh(self, watched: Watched) -> None:
@@ -220,7 +195,7 @@ class Watches:
                 # Reads stop at the window's size in bytes: go on until the window reaches the stream's end.
                 if not events or (watched.hi >= last and not watched.dirty):
                     return
-        except (RedisError, OSError):
+        except (RedisError, OSError, StoreUnavailableError):
             logger.warning("could not read stream %s", watched.stream_id, exc_info=True)
         finally:
             watched.refreshing = False
@@ -236,17 +211,12 @@ class Watches:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
-        self._closing = True
-        tasks = [*self._tasks, *([self._reader] if self._reader is not None else [])]
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=2 * _PUBSUB_READ_TIMEOUT)
-        self._reader = None
-        self._closing = False
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-            self._pubsub = None
+            await asyncio.wait(tasks, timeout=2.0)
+        if self.subscriber is not None:
+            await self.subscriber.close()
         self._watched.clear()
         self._channels.clear()

@@ -12,33 +12,40 @@ hash tag, so a stream's keys share a slot; a keyed stream's tag is its key's, se
 - ``P:{T}:key:<key>``: the id of the key's running stream, in the same slot as all of the key's streams.
 
 Writes are Lua scripts shipped beside this module (with ``_redis_lib.lua`` prepended), so create + key
-claim, append + position + lease + expiry, and finish + key release are each one atomic round trip.
-Lease times come from Redis's own clock, so hosts need no clock agreement. Reads that may be large go
-through a script too, which stops at a byte budget. Watching is in ``_redis_watch``.
+claim, append + position + lease + expiry, and finish + key release are each atomic. Lease times come
+from Redis's own clock, so hosts need no clock agreement. Reads that may be large go through a script
+too, which stops at a byte budget. Script calls are sent together, one pipeline per turn of the event loop
+(``_redis_calls``); watching is in ``_redis_watch``, subscriptions in ``_redis_pubsub``.
+
+A Redis Cluster works the same: every script touches one slot (a stream's keys, and for a keyed stream
+its key's entry, share the stream id's tag), and notifications use sharded Pub/Sub, so they reach the one
+shard that holds the stream.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 from collections.abc import Callable, Coroutine
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from litestar_resumable._errors import KeyConflictError, StoreUnavailableError, StreamExistsError
 from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus, terminal_data
 from litestar_resumable._ids import key_tag, stream_tag
+from litestar_resumable._store._redis_calls import Script, ScriptCalls
+from litestar_resumable._store._redis_pubsub import ClassicSubscriber, ShardedSubscriber
 from litestar_resumable._store._redis_watch import Watches
 from litestar_resumable._store.base import StreamStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
-
-    from redis.asyncio.client import PubSub
 
     from litestar_resumable._options import ConflictPolicy
     from litestar_resumable._store.base import StreamWatch
@@ -52,9 +59,15 @@ _INFO_FIELDS = ("status", "last", "route", "key", "owner", "format")
 _READ_ALL = 1 << 62  # "no byte limit" for the read script
 
 
-def _script(name: str) -> str:
+def _script(name: str) -> Script:
     package = files("litestar_resumable._store")
-    return package.joinpath("_redis_lib.lua").read_text("utf-8") + package.joinpath(name).read_text("utf-8")
+    text = package.joinpath("_redis_lib.lua").read_text("utf-8") + package.joinpath(name).read_text("utf-8")
+    return Script(text, hashlib.sha1(text.encode()).hexdigest())  # noqa: S324 - Redis names scripts so
+
+
+_CREATE, _APPEND, _FINISH, _READ = (
+    _script(f"_redis_{name}.lua") for name in ("create", "append", "finish", "read")
+)
 
 
 def _text(value: Any) -> str:
@@ -96,47 +109,76 @@ class RedisStreamStore(StreamStore):
     """Keep streams in Redis (Redis Streams + Lua), shared by every worker and host that uses it.
 
     Args:
-        redis: A ``redis.asyncio.Redis`` client; the app keeps it and closes it.
+        redis: A ``redis.asyncio.Redis`` client, or a ``redis.asyncio.RedisCluster`` for a Redis Cluster;
+            the app keeps it and closes it.
         key_prefix: The start of every key this store writes, so several apps can share one Redis.
         window_bytes: Bytes of recent events kept per watched stream and process for local readers.
+        replicas: With more than 0, a write counts as done only once that many replicas have it (Redis's
+            ``WAIT``), so that a failover to one of them keeps it: see docs/scaling.md for what each
+            setting promises, and what it costs.
+        replica_timeout: Seconds a write waits for its replicas before it is retried.
     """
 
     def __init__(
-        self, redis: Redis, *, key_prefix: str = "resumable", window_bytes: int = 256 * 1024
+        self,
+        redis: Redis | RedisCluster,
+        *,
+        key_prefix: str = "resumable",
+        window_bytes: int = 256 * 1024,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
     ) -> None:
+        if replicas < 0:
+            raise ValueError(f"replicas must be >= 0, got {replicas!r}")
         self.redis = redis
         self.key_prefix = key_prefix
+        self.cluster = isinstance(redis, RedisCluster)
         self._owns_client = False
-        self._sharded = "0"
-        self._create = redis.register_script(_script("_redis_create.lua"))
-        self._append = redis.register_script(_script("_redis_append.lua"))
-        self._finish = redis.register_script(_script("_redis_finish.lua"))
-        self._read = redis.register_script(_script("_redis_read.lua"))
+        self._sharded = "1" if self.cluster else "0"
+        self._calls = ScriptCalls(
+            redis, cluster=self.cluster, replicas=replicas, replica_timeout=replica_timeout
+        )
         self._watches = Watches(self, self, window_bytes)
+        self._watches.subscriber = (
+            ShardedSubscriber(redis, self._watches.hear)  # type: ignore[arg-type]
+            if self.cluster
+            else ClassicSubscriber(redis, self._watches.hear)  # type: ignore[arg-type]
+        )
 
     @classmethod
     def from_url(
         cls,
         url: str,
         *,
+        cluster: bool = False,
         key_prefix: str = "resumable",
         window_bytes: int = 256 * 1024,
+        replicas: int = 0,
+        replica_timeout: float = 1.0,
         max_connections: int = 32,
         pool_timeout: float = 10.0,
         **redis_kwargs: Any,
     ) -> RedisStreamStore:
-        """Connect to the Redis at ``url``; the store owns the client and closes it on shutdown.
+        """Connect to the Redis at ``url`` (with ``cluster=True``, the cluster one of whose nodes it names);
+        the store owns the client and closes it on shutdown.
 
-        Commands share a ``redis.asyncio.BlockingConnectionPool`` of at most ``max_connections`` connections
-        (one of them is the Pub/Sub connection) and wait up to ``pool_timeout`` seconds for a free one;
-        ``redis_kwargs`` go to the pool. redis-py's default pool instead fails a command at once ("Too many
-        connections") past its cap: hundreds of streams in one process then turn a short burst into failed
-        writes, retries and stalls.
+        A standalone Redis's commands share a ``redis.asyncio.BlockingConnectionPool`` of at most
+        ``max_connections`` connections (one of them is the Pub/Sub connection) and wait up to
+        ``pool_timeout`` seconds for a free one; ``redis_kwargs`` go to the pool. redis-py's default pool
+        instead fails a command at once ("Too many connections") past its cap. A cluster client
+        (``redis.asyncio.RedisCluster.from_url(url, **redis_kwargs)``) keeps up to ``max_connections``
+        connections per node, and the store's pipelines keep few of them busy.
         """
-        pool = BlockingConnectionPool.from_url(
-            url, max_connections=max_connections, timeout=pool_timeout, **redis_kwargs
-        )
-        store = cls(Redis.from_pool(pool), key_prefix=key_prefix, window_bytes=window_bytes)
+        options = {"key_prefix": key_prefix, "window_bytes": window_bytes, "replicas": replicas}
+        client: Redis | RedisCluster
+        if cluster:
+            client = RedisCluster.from_url(url, max_connections=max_connections, **redis_kwargs)
+        else:
+            pool = BlockingConnectionPool.from_url(
+                url, max_connections=max_connections, timeout=pool_timeout, **redis_kwargs
+            )
+            client = Redis.from_pool(pool)
+        store = cls(client, replica_timeout=replica_timeout, **options)  # type: ignore[arg-type]
         store._owns_client = True
         return store
 
@@ -152,9 +194,6 @@ class RedisStreamStore(StreamStore):
 
     def channel(self, stream_id: str) -> str:
         return f"{self._base(stream_id)}:{stream_id}:notify"
-
-    def pubsub(self) -> PubSub:
-        return self.redis.pubsub()
 
     @staticmethod
     def _info(stream_id: str, fields: list[Any]) -> StreamInfo | None:
@@ -206,7 +245,7 @@ class RedisStreamStore(StreamStore):
             terminal_data("interrupted"),
             self._sharded,
         ]
-        outcome, other = (_text(part) for part in await self._create(keys=keys, args=args))
+        outcome, other = (_text(part) for part in await self._calls.call(_CREATE, keys, args))
         if outcome == "exists":
             raise StreamExistsError(stream_id)
         if outcome == "conflict":
@@ -225,10 +264,12 @@ class RedisStreamStore(StreamStore):
         if watched is not None:
             watched.appending = max(watched.appending, last)
         try:
-            status = _text(await self._append(keys=[events_key, meta], args=args))
-        except BaseException:
+            status = _text(await self._calls.call(_APPEND, [events_key, meta], args))
+        except BaseException as exc:
             if watched is not None:
                 self._watches.catch_up(watched)  # a notification skipped for this write is read now
+            if isinstance(exc, ResponseError) and "append at position" in str(exc):
+                raise ValueError(str(exc)) from exc  # the store's contract: a wrong position is ValueError
             raise
         if watched is not None:
             if status == "running":
@@ -255,7 +296,7 @@ class RedisStreamStore(StreamStore):
             "1" if only_if_lease_expired else "0",
             self._sharded,
         ]
-        fields = await self._finish(keys=[events_key, meta], args=args)
+        fields = await self._calls.call(_FINISH, [events_key, meta], args)
         info = None if fields is None else self._info(stream_id, fields)
         watched = self._watches.get(stream_id)
         if info is not None and watched is not None and watched.hi < info.last_position:
@@ -269,7 +310,7 @@ class RedisStreamStore(StreamStore):
     ) -> tuple[list[StreamEvent], int]:
         """Events after ``position`` (within ``max_bytes``), and the stream's last position (-1: gone)."""
         _, events_key, meta = self._names(stream_id)
-        last, entries = await self._read(keys=[events_key, meta], args=[position, limit, max_bytes])
+        last, entries = await self._calls.call(_READ, [events_key, meta], [position, limit, max_bytes])
         return _events_of(entries), int(last)
 
     @_unavailable_on_error
@@ -309,5 +350,6 @@ class RedisStreamStore(StreamStore):
 
     async def close(self) -> None:
         await self._watches.close()
+        await self._calls.close()
         if self._owns_client:
             await self.redis.aclose()

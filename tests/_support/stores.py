@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -57,6 +58,18 @@ def delete_prefix(key_prefix: str, url: str = REDIS_URL) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def delete_cluster_prefix(cluster: Any, key_prefix: str) -> None:
+    """Delete one test's keys on every master of a test cluster (``_support.redis_cluster.RedisCluster``)."""
+    for port in cluster.masters():
+        client = cluster.client(port)
+        try:
+            keys = list(client.scan_iter(match=f"{key_prefix}:*", count=1000))
+            for key in keys:
+                client.delete(key)
+        finally:
+            client.close()
 
 
 def redis_client(kind: str, fake_server: object | None = None) -> aioredis.Redis:
