@@ -1,13 +1,16 @@
-"""The README's and the docs' Python examples run, so they cannot rot."""
+"""The README's and the docs' Python examples run, and their generated parts match what generates them,
+so they cannot rot."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
 import types
 from pathlib import Path
 
 import pytest
+from _support import docs
 from _support.asgi import serve
 from litestar import Litestar
 
@@ -26,6 +29,8 @@ def examples() -> list[tuple[str, str]]:
 
 
 def run_example(name: str, code: str) -> types.ModuleType:
+    """Run a block as a module (not as ``__main__``), in a thread without an event loop, so that a block
+    may call ``asyncio.run(...)`` at module level (docs/testing.md runs its test that way)."""
     module = types.ModuleType("doc_example_" + re.sub(r"\W", "_", name))
     sys.modules[module.__name__] = module  # dataclasses and Litestar look types up in sys.modules
     try:
@@ -37,7 +42,7 @@ def run_example(name: str, code: str) -> types.ModuleType:
 
 @pytest.mark.parametrize(("name", "code"), examples(), ids=[name for name, _ in examples()])
 async def test_example_runs_and_its_app_starts(name: str, code: str) -> None:
-    module = run_example(name, code)
+    module = await asyncio.to_thread(run_example, name, code)
     app = getattr(module, "app", None)
     if isinstance(app, Litestar):
         async with serve(app) as client:
@@ -46,7 +51,7 @@ async def test_example_runs_and_its_app_starts(name: str, code: str) -> None:
 
 async def test_the_quick_start_streams_and_resumes_as_the_readme_shows() -> None:
     name, code = examples()[0]
-    app = run_example(name, code).app
+    app = (await asyncio.to_thread(run_example, name, code)).app
     async with serve(app) as client:
         first = await client.get("/count", params={"n": 3})
         stream_id = first.headers["x-resumable-stream-id"]
@@ -63,3 +68,10 @@ async def test_the_quick_start_streams_and_resumes_as_the_readme_shows() -> None
             f"id: {stream_id}.{p}" for p in (2, 3, 4)
         ]
         assert (await client.get("/count", headers={"Last-Event-ID": f"{stream_id}.4"})).status_code == 204
+
+
+def test_the_option_table_is_generated_from_stream_options() -> None:
+    assert docs.shown() == docs.option_table(), (
+        "docs/configuration.md's option table differs from StreamOptions in litestar_resumable/_options.py; "
+        f"regenerate it from the repository root with: {docs.REGENERATE}"
+    )
