@@ -4,6 +4,8 @@ so they cannot rot."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import json
 import re
 import sys
 import types
@@ -74,4 +76,25 @@ def test_the_option_table_is_generated_from_stream_options() -> None:
     assert docs.shown() == docs.option_table(), (
         "docs/configuration.md's option table differs from StreamOptions in litestar_resumable/_options.py; "
         f"regenerate it from the repository root with: {docs.REGENERATE}"
+    )
+
+
+def _benchmarks_readme() -> types.ModuleType:
+    """benchmarks/readme.py, loaded by path: the benchmarks are not an installed package."""
+    spec = importlib.util.spec_from_file_location("benchmarks_readme", ROOT / "benchmarks" / "readme.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_performance_table_is_generated_from_the_benchmark_results() -> None:
+    readme = _benchmarks_readme()
+    results = json.loads((ROOT / "benchmarks" / "results" / "results.json").read_text(encoding="utf-8"))
+    assert readme.shown(ROOT / "README.md") == readme.section(results), (
+        "README.md's performance table differs from benchmarks/results/results.json; regenerate it from "
+        'the repository root with: .venv/bin/python -c "import json, pathlib; from benchmarks import '
+        "readme; readme.update(pathlib.Path('README.md'), "
+        "json.loads(pathlib.Path('benchmarks/results/results.json').read_text()))\""
     )
