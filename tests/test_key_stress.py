@@ -8,6 +8,8 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Self
 
 import httpx
@@ -15,7 +17,8 @@ import pytest
 from _support.asgi import within
 from _support.figures import record
 from _support.reading import Reader
-from _support.stores import REDIS_URL
+from _support.servers import Server
+from _support.stores import REDIS_URL, delete_cluster_prefix
 from redis.asyncio import Redis
 
 from litestar_resumable._ids import key_tag
@@ -70,17 +73,47 @@ async def start_together(
     return list(await within(asyncio.gather(*(start(url) for url in urls)), 30))
 
 
+@dataclass
+class Backend:
+    """Two app processes on one Redis (or a Redis Cluster, through two different nodes), and where the
+    keys of a chat live: the URL of the node that holds its slot."""
+
+    name: str
+    servers: list[Server]
+    prefix: str
+    node_of: Callable[[str], str]
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def backend(request: pytest.FixtureRequest, key_prefix: str) -> Iterator[Backend]:
+    if request.param == "redis":
+        servers = request.getfixturevalue("shared")({}, {})
+        yield Backend("redis", servers, request.getfixturevalue("redis_prefix"), lambda _chat: REDIS_URL)
+        return
+    cluster = request.getfixturevalue("redis_cluster")
+    env = {"E2E_REDIS_CLUSTER": "1", "E2E_KEY_PREFIX": key_prefix}
+    servers = request.getfixturevalue("launch")(
+        {**env, "E2E_REDIS_URL": cluster.urls[0]}, {**env, "E2E_REDIS_URL": cluster.urls[4]}
+    )
+
+    def node_of(chat: str) -> str:
+        return f"redis://127.0.0.1:{cluster.master_of_key('{' + key_tag(chat) + '}')}/0"
+
+    yield Backend("cluster", servers, key_prefix, node_of)
+    delete_cluster_prefix(cluster, key_prefix)
+
+
 @pytest.mark.timeout(180)
-async def test_concurrent_starts_of_a_chat_leave_one_generation_running(shared, redis_prefix):
-    servers = shared({}, {})
+async def test_concurrent_starts_of_a_chat_leave_one_generation_running(backend):
+    servers, redis_prefix, node_of = backend.servers, backend.prefix, backend.node_of
     statuses: Counter[int] = Counter()
     invariant_samples = 0
     limits = httpx.Limits(max_connections=3 * STARTS)
     async with httpx.AsyncClient(timeout=httpx.Timeout(20.0), limits=limits) as client:
-        redis = Redis.from_url(REDIS_URL)
-        try:
-            for round_ in range(ROUNDS):
-                chat = f"chat-{uuid.uuid4().hex[:8]}"
+        for round_ in range(ROUNDS):
+            chat = f"chat-{uuid.uuid4().hex[:8]}"
+            redis = Redis.from_url(node_of(f"-:{chat}"))
+            try:
                 strict = round_ % 2 == 1
                 path = f"/chats/{chat}/strict" if strict else f"/chats/{chat}"
                 urls = [f"{servers[i % 2].url}{path}" for i in range(STARTS)]
@@ -111,11 +144,11 @@ async def test_concurrent_starts_of_a_chat_leave_one_generation_running(shared, 
                     assert cancelled.status_code == 202
                 assert invariant.most_running <= 1
                 invariant_samples += invariant.samples
-        finally:
-            await redis.aclose()
+            finally:
+                await redis.aclose()
     assert set(statuses) <= {200, 409}  # contention alone never answers 429, 503 or 500
     record(
-        "one_generation_per_key",
+        f"one_generation_per_key_{backend.name}",
         rounds=ROUNDS,
         starts_per_round=STARTS,
         servers=2,

@@ -126,6 +126,8 @@ class ScriptCalls:
         return results
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
+        if self.cluster and self.replicas:
+            await self.redis.initialize()  # the map of slots, to send each WAIT to its call's shard
         pipe = self.redis.pipeline(transaction=False)
         for call in batch:
             pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)

@@ -2,11 +2,13 @@
 
 Configured by environment variables, so every server process gets its own settings:
 
-- ``E2E_REDIS_URL``: use a :class:`RedisStreamStore` on this Redis (with ``E2E_KEY_PREFIX``); unset, the
-  in-process :class:`MemoryStreamStore`;
+- ``E2E_REDIS_URL``: use a :class:`RedisStreamStore` on this Redis (with ``E2E_KEY_PREFIX``; with
+  ``E2E_REDIS_CLUSTER=1`` a Redis Cluster one of whose nodes the URL names, and ``E2E_REPLICAS`` the
+  store's ``replicas``); unset, the in-process :class:`MemoryStreamStore`;
 - ``E2E_LEASE``: the producers' lease in seconds (default 10);
 - ``E2E_HEARTBEAT``: seconds of silence before a follower sends ``: ping`` (default 15);
-- ``E2E_SHUTDOWN_GRACE``: the plugin's ``shutdown_grace`` in seconds (default 10).
+- ``E2E_SHUTDOWN_GRACE``: the plugin's ``shutdown_grace`` in seconds (default 10);
+- ``E2E_STORE_RETRY_FOR``: the routes' ``store_retry_for`` in seconds (default 4).
 
 Generators that pace themselves do it on an absolute schedule (item ``i`` at ``start + i * interval``), so
 a generator's own duration is known in advance and a test can tell whether something slowed it down.
@@ -67,7 +69,12 @@ async def _paced(n: int, interval: float) -> AsyncIterator[int]:
 def _store() -> StreamStore:
     url = os.environ.get("E2E_REDIS_URL")
     if url:
-        return RedisStreamStore.from_url(url, key_prefix=os.environ.get("E2E_KEY_PREFIX", "fault"))
+        return RedisStreamStore.from_url(
+            url,
+            cluster=os.environ.get("E2E_REDIS_CLUSTER") == "1",
+            replicas=int(os.environ.get("E2E_REPLICAS", "0")),
+            key_prefix=os.environ.get("E2E_KEY_PREFIX", "fault"),
+        )
     return MemoryStreamStore()
 
 
@@ -148,6 +155,7 @@ app = Litestar(
             lease=float(os.environ.get("E2E_LEASE", "10")),
             heartbeat=float(os.environ.get("E2E_HEARTBEAT", "15")),
             shutdown_grace=float(os.environ.get("E2E_SHUTDOWN_GRACE", "10")),
+            store_retry_for=float(os.environ.get("E2E_STORE_RETRY_FOR", "4")),
         )
     ],
 )
