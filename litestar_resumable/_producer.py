@@ -122,12 +122,10 @@ class Producer:
                 natural = await self._generate()
             finally:
                 self._generating = False
+            await self.writer.drain(closing=self._stop is None and natural.status in ("done", "error"))
+            # A writer that could not store everything has stopped the producer (the store failed, lost
+            # events, or someone ended the stream): that ending wins over the generator's own.
             ending = self._stop or natural
-            stored = await self.writer.drain(
-                closing=self._stop is None and natural.status in ("done", "error")
-            )
-            if not stored and self.writer.closed == "store failed" and ending.status == "done":
-                ending = Ending("error")  # what was yielded is not all stored: the stream is not done
             if self._release is not None:
                 ending = await self._release(ending)
             if ending.status is not None:

@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 from _support.asgi import serve, within
+from _support.reading import ended, read_until
 from litestar import Litestar, get
 
-from litestar_resumable import RedisStreamStore, ResumablePlugin, StreamEvent, StreamStore, resumable
+from litestar_resumable import (
+    MemoryStreamStore,
+    RedisStreamStore,
+    ResumablePlugin,
+    StreamEvent,
+    StreamStore,
+    resumable,
+)
 from litestar_resumable._ids import new_stream_id
 from litestar_resumable.testing import read_sse
 
@@ -126,3 +134,45 @@ async def test_the_redis_window_keeps_at_most_its_bytes(redis_prefix: str) -> No
             assert [e.position for e in await store.read_after(stream_id, 0, limit=100)] == list(range(1, 21))
     finally:
         await store.close()
+
+
+class LossyStore(MemoryStreamStore):
+    """A memory store that can forget a stream's newest events, as a Redis failover with asynchronous
+    replication can (the promoted replica had not received them)."""
+
+    def lose_after(self, stream_id: str, position: int) -> None:
+        del self._streams[stream_id].events[position:]
+
+
+async def test_events_lost_by_the_store_end_the_stream_interrupted_and_no_reader_waits_forever() -> None:
+    store = LossyStore()
+    proceed = asyncio.Event()
+
+    @get("/answer")
+    @resumable(lease=0.2)
+    async def answer() -> AsyncIterator[str]:
+        for i in range(10):
+            yield str(i)
+        await proceed.wait()
+        yield "after the loss"
+
+    async with serve(Litestar([answer], plugins=[ResumablePlugin(store)])) as client:
+        async with client.stream("GET", "/answer") as response:
+            stream_id = response.headers["x-resumable-stream-id"]
+            seen = await within(read_until(response, lambda events: len(events) >= 10))
+            store.lose_after(stream_id, 5)
+            proceed.set()  # the producer's next write finds the store five events short
+            events = await within(read_until(response, ended))
+        replay = await within(read_sse(client, "GET", f"/resumable/streams/{stream_id}"))
+    # The reader that had seen events the store lost ends with a terminal event of its own (no id).
+    assert [e.data for e in seen[:10]] == [str(i) for i in range(10)]
+    assert events[-1].id is None
+    assert events[-1].status == "interrupted"
+    # The stream itself ends interrupted right after what the store still has, saying why.
+    assert [e.data for e in replay.events[:-1]] == [str(i) for i in range(5)]
+    assert replay.terminal is not None
+    assert replay.terminal.position == 6
+    assert replay.terminal.json() == {
+        "status": "interrupted",
+        "message": "the store lost events it had taken (a failover?)",
+    }
