@@ -24,90 +24,126 @@ import logging
 import weakref
 from typing import TYPE_CHECKING
 
-from litestar.response import ServerSentEvent, ServerSentEventMessage
+from litestar.response import Stream
 
 from litestar_resumable._errors import StoreUnavailableError
 from litestar_resumable._waiting import retrying
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Mapping
 
+    from litestar_resumable._events import StreamEvent
     from litestar_resumable._format import StreamFormat
     from litestar_resumable._options import StreamOptions
-    from litestar_resumable._store.base import StreamStore
+    from litestar_resumable._store.base import StreamStore, StreamWatch
 
-__all__ = ("HEARTBEAT", "READ_BATCH", "EncodedEvents", "follow", "sse_response")
+__all__ = ("HEARTBEAT", "READ_BATCH", "event_stream", "follow", "sse_response")
 
 logger = logging.getLogger("litestar_resumable")
 READ_BATCH = 1000
 HEARTBEAT = b": ping\n\n"
 
 
-class EncodedEvents(ServerSentEventMessage):
-    """SSE text we encoded ourselves, passed through Litestar's SSE response as it is."""
+def event_stream(body: AsyncIterator[bytes], headers: Mapping[str, str] | None = None) -> Stream:
+    """A response of SSE text we encode ourselves, sent as it comes.
 
-    def __init__(self, payload: bytes) -> None:
-        super().__init__()
-        self.payload = payload
-
-    def encode(self) -> bytes:
-        return self.payload
+    Litestar's ``Stream``, not its ``ServerSentEvent``: that one wraps every chunk in a message object and
+    starts every response with a hop to a worker thread, for encoding we have done already.
+    """
+    return Stream(
+        body,
+        media_type="text/event-stream",
+        status_code=200,  # not the route's default: a POST route would answer 201
+        headers={
+            "Cache-Control": "no-cache, no-transform",
+            "Connection": "keep-alive",
+            "X-Accel-Buffering": "no",
+            **(headers or {}),
+        },
+    )
 
 
 async def follow(
-    store: StreamStore, stream_id: str, after: int, options: StreamOptions, stream_format: StreamFormat
+    store: StreamStore,
+    stream_id: str,
+    after: int,
+    options: StreamOptions,
+    stream_format: StreamFormat,
+    *,
+    on_close: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
-    """Yield the stream's SSE text after position ``after``, then live, up to and with the terminal event."""
+    """Yield the stream's SSE text after position ``after``, then live, up to and with the terminal event.
+
+    One generator, so a chunk on its way to the client passes through no other; ``on_close`` runs when it
+    ends, however it ends.
+    """
+    loop = asyncio.get_running_loop()
+    lease_check = options.lease / 2
     try:
-        async for chunk in _follow(store, stream_id, after, options, stream_format):
-            yield chunk
+        yield f"retry: {options.retry}\n\n".encode()
+        async with store.watch(stream_id) as watch:
+            cursor = after
+            next_heartbeat = loop.time() + options.heartbeat
+            next_lease_check = loop.time()  # a resumer of a dead stream learns it at once
+            while True:
+                events = await _read(store, stream_id, cursor, options)
+                if events:
+                    yield stream_format.render(stream_id, events)
+                    if events[-1].is_terminal:
+                        return
+                    cursor = events[-1].position
+                    now = loop.time()
+                    next_heartbeat = now + options.heartbeat
+                    next_lease_check = now + lease_check
+                    continue
+                now = loop.time()
+                if now >= next_lease_check:
+                    lost, grown = await _check(watch, lease_check, cursor, options)
+                    if lost is not None:
+                        yield stream_format.render_lost(lost)
+                        return
+                    next_lease_check = now + lease_check
+                    if grown:
+                        continue
+                if now >= next_heartbeat:
+                    yield HEARTBEAT
+                    next_heartbeat = now + options.heartbeat
+                await watch.wait(cursor, max(0.0, min(next_heartbeat, next_lease_check) - loop.time()))
     except StoreUnavailableError:
         logger.warning("stream %s: the store is out of reach; ending this follower", stream_id)
         yield stream_format.render_lost("the stream store is unavailable")
+    finally:
+        if on_close is not None:
+            on_close()
 
 
-async def _follow(
-    store: StreamStore, stream_id: str, after: int, options: StreamOptions, stream_format: StreamFormat
-) -> AsyncIterator[bytes]:
-    loop = asyncio.get_running_loop()
-    lease_check = options.lease / 2
-    yield f"retry: {options.retry}\n\n".encode()
-    async with store.watch(stream_id) as watch:
-        cursor = after
-        next_heartbeat = loop.time() + options.heartbeat
-        next_lease_check = loop.time()  # a resumer of a dead stream learns it at once
-        while True:
-            read = functools.partial(
-                store.read_after, stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes
-            )
-            events = await retrying(read, options.store_retry_for, f"reading stream {stream_id}")
-            if events:
-                yield stream_format.render(stream_id, events)
-                if events[-1].is_terminal:
-                    return
-                cursor = events[-1].position
-                now = loop.time()
-                next_heartbeat = now + options.heartbeat
-                next_lease_check = now + lease_check
-                continue
-            now = loop.time()
-            if now >= next_lease_check:
-                check = functools.partial(watch.interrupt_if_abandoned, lease_check)
-                info = await retrying(check, options.store_retry_for, f"checking stream {stream_id}")
-                if info is None:  # gone from the store (expired, or a store restarted empty)
-                    yield stream_format.render_lost("the stream is gone from the store")
-                    return
-                if not info.is_running and info.last_position <= cursor:
-                    # It ended before what this reader has seen: the store lost events (a failover).
-                    yield stream_format.render_lost("the stream store lost events this reader had")
-                    return
-                next_lease_check = now + lease_check
-                if info.last_position > cursor:
-                    continue
-            if now >= next_heartbeat:
-                yield HEARTBEAT
-                next_heartbeat = now + options.heartbeat
-            await watch.wait(cursor, max(0.0, min(next_heartbeat, next_lease_check) - loop.time()))
+async def _read(store: StreamStore, stream_id: str, cursor: int, options: StreamOptions) -> list[StreamEvent]:
+    """Events after ``cursor``; a store out of reach is retried for ``store_retry_for`` seconds."""
+    try:
+        return await store.read_after(stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes)
+    except StoreUnavailableError:
+        read = functools.partial(
+            store.read_after, stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes
+        )
+        events: list[StreamEvent] = await retrying(
+            read, options.store_retry_for, f"reading stream {stream_id}"
+        )
+        return events
+
+
+async def _check(
+    watch: StreamWatch, lease_check: float, cursor: int, options: StreamOptions
+) -> tuple[str | None, bool]:
+    """End the stream as interrupted if its producer is gone. Say why a reader at ``cursor`` can read no
+    more (None: it can), and whether the stream has more after ``cursor``."""
+    check = functools.partial(watch.interrupt_if_abandoned, lease_check)
+    info = await retrying(check, options.store_retry_for, f"checking stream {watch.stream_id}")
+    if info is None:  # gone from the store (expired, or a store restarted empty)
+        return "the stream is gone from the store", False
+    if not info.is_running and info.last_position <= cursor:
+        # It ended before what this reader has seen: the store lost events (a failover).
+        return "the stream store lost events this reader had", False
+    return None, info.last_position > cursor
 
 
 def sse_response(
@@ -118,29 +154,29 @@ def sse_response(
     stream_format: StreamFormat,
     *,
     on_close: Callable[[], None] | None = None,
-) -> ServerSentEvent:
+) -> Stream:
     """The SSE response of a follower. ``on_close`` runs once when it is done: read to its end, stopped,
     or never started (a client gone before the response began), so counts of open followers stay true."""
 
-    async def body() -> AsyncIterator[ServerSentEventMessage]:
-        try:
-            async for chunk in follow(store, stream_id, after, options, stream_format):
-                yield EncodedEvents(chunk)
-        finally:
-            closed()
-
-    events = body()
-    closed = weakref.finalize(events, on_close or _nothing)
-    return ServerSentEvent(
-        events,
-        status_code=200,  # not the route's default: a POST route would answer 201
-        headers={
-            "Cache-Control": "no-cache, no-transform",
-            "X-Resumable-Stream-Id": stream_id,
-            **stream_format.headers,
-        },
-    )
+    once = _Once(on_close or _nothing)
+    events = follow(store, stream_id, after, options, stream_format, on_close=once)
+    weakref.finalize(events, once)
+    return event_stream(events, {"X-Resumable-Stream-Id": stream_id, **stream_format.headers})
 
 
 def _nothing() -> None:
     pass
+
+
+class _Once:
+    """Calls ``function`` the first time it is called, and never again."""
+
+    __slots__ = ("_function",)
+
+    def __init__(self, function: Callable[[], None]) -> None:
+        self._function: Callable[[], None] | None = function
+
+    def __call__(self) -> None:
+        function, self._function = self._function, None
+        if function is not None:
+            function()

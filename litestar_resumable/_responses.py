@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 from litestar import Request, Response
 from litestar.exceptions import ClientException
-from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from litestar_resumable._events import StreamEvent, encode_item, encode_sse
-from litestar_resumable._follow import EncodedEvents
+from litestar_resumable._follow import event_stream
 from litestar_resumable._ids import MalformedIdError, parse_event_id
 from litestar_resumable._producer import Ending
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
+
+    from litestar.response import Stream
 
     from litestar_resumable._errors import StoreUnavailableError
     from litestar_resumable._handoff import Handoff
@@ -78,16 +79,16 @@ def store_unavailable(request: Request[Any, Any, Any], exc: StoreUnavailableErro
     return Response({"status_code": 503, "detail": detail}, status_code=503, headers={"Retry-After": "1"})
 
 
-def plain_response(generator: AsyncGenerator[Any, None], handoff: Handoff) -> ServerSentEvent:
+def plain_response(generator: AsyncGenerator[Any, None], handoff: Handoff) -> Stream:
     """The route as a plain SSE stream: the handler runs in the request, events have no ids. What the
     request's dependencies hold stays open until the stream ends, as for a generation."""
 
-    async def body() -> AsyncIterator[ServerSentEventMessage]:
+    async def body() -> AsyncIterator[bytes]:
         ending = Ending("cancelled")  # the client went away, unless the generator ends first
         try:
             async for item in generator:
                 event, data = encode_item(item)
-                yield EncodedEvents(encode_sse(None, [StreamEvent(0, data, event)]))
+                yield encode_sse(None, [StreamEvent(0, data, event)])
             ending = Ending("done")
         except Exception as exc:
             ending = Ending("error", None, exc)
@@ -95,4 +96,4 @@ def plain_response(generator: AsyncGenerator[Any, None], handoff: Handoff) -> Se
         finally:
             await handoff.release(ending)
 
-    return ServerSentEvent(body(), headers={"Cache-Control": "no-cache, no-transform"})
+    return event_stream(body())

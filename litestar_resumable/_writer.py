@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from litestar_resumable._errors import StoreUnavailableError, StreamClosedError, StreamLimitError
 from litestar_resumable._events import StreamEvent, TerminalStatus
-from litestar_resumable._waiting import retrying
+from litestar_resumable._waiting import Wakeup, retrying
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,7 +70,7 @@ class StreamWriter:
         self._pending: list[StreamEvent] = []
         self._pending_bytes = 0
         self._next_position = 1
-        self._wake = asyncio.Event()
+        self._wake = Wakeup()
         self._room = asyncio.Event()
         self._draining = False
         self._stopped = False
@@ -206,11 +206,16 @@ class StreamWriter:
                     return
                 batch = self._take_batch()
                 if batch or not self._draining:
-                    stored = await retrying(
-                        functools.partial(self.store.append, self.stream_id, batch, lease=self.options.lease),
-                        self.options.store_retry_for,
-                        f"writing stream {self.stream_id}",
-                    )
+                    try:
+                        stored = await self.store.append(self.stream_id, batch, lease=self.options.lease)
+                    except StoreUnavailableError:  # retried; the first try stays a frame short
+                        stored = await retrying(
+                            functools.partial(
+                                self.store.append, self.stream_id, batch, lease=self.options.lease
+                            ),
+                            self.options.store_retry_for,
+                            f"writing stream {self.stream_id}",
+                        )
                     if not stored:
                         self._close("ended elsewhere")
                         return
@@ -229,7 +234,7 @@ class StreamWriter:
 
     async def _watch_for_end(self) -> None:
         with contextlib.suppress(StoreUnavailableError):
-            async with self.store.watch(self.stream_id) as watch:
+            async with self.store.watch(self.stream_id, writing=True) as watch:
                 await watch.ended.wait()
                 if not self._draining:
                     self._close("ended elsewhere")

@@ -2,10 +2,15 @@
 
 Every script call (create, append, finish, read) a process makes in one turn of its event loop goes to
 Redis in one pipeline (on a Redis Cluster, one per shard, sent in parallel), and each caller gets its own
-result. Hundreds of streams in one process thus cost a few pipelines a millisecond instead of a
-client-side command each: redis-py spends most of a command's time in Python, and a pipeline spreads that
-over many commands. At most ``max_in_flight`` pipelines are out at once; calls made meanwhile wait and go
-in the next, so batches grow under load instead of connections.
+result. At most ``max_in_flight`` pipelines are out at once; calls made meanwhile wait and go in the next,
+so batches grow under load instead of connections.
+
+On a standalone Redis a pipeline is written straight to one of ``max_in_flight`` connections the store
+keeps for itself (taken from the client's pool once), its commands packed by hiredis when it is installed:
+redis-py's own pipeline costs most of a command's time in Python (a pool checkout with its timeout, a
+pipeline object, packing in Python), which at thousands of writes a second is most of a core
+(benchmarks/). A cluster's pipelines go through redis-py's ``ClusterPipeline``, which routes commands to
+shards and follows them when slots move.
 
 With ``replicas > 0`` each call is followed in its pipeline by ``WAIT replicas timeout`` on the same
 connection (on a cluster, the same shard's connection), and it counts as done only once that many replicas
@@ -19,19 +24,35 @@ the calls that needed it are sent again.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import NoScriptError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from litestar_resumable._errors import StoreUnavailableError
+
+_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - the redis extra brings hiredis
+    _hiredis_pack = None
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.connection import AbstractConnection
 
 __all__ = ("Script", "ScriptCalls")
+
+_BATCH_TIMEOUT = 10.0  # a pipeline's bound when the client sets no socket_timeout
+COALESCE = (
+    0.0005  # seconds between two pipelines at the most (benchmarks/: a third of the CPU at 500 streams)
+)
 
 
 @dataclass(frozen=True)
@@ -42,12 +63,16 @@ class Script:
     sha: str
 
 
-@dataclass
 class _Call:
-    script: Script
-    keys: Sequence[str]
-    args: Sequence[Any]
-    done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    __slots__ = ("args", "done", "keys", "script")
+
+    def __init__(
+        self, script: Script, keys: Sequence[str], args: Sequence[Any], done: asyncio.Future[Any]
+    ) -> None:
+        self.script = script
+        self.keys = keys
+        self.args = args
+        self.done = done
 
 
 class ScriptCalls:
@@ -60,7 +85,7 @@ class ScriptCalls:
         cluster: bool,
         replicas: int = 0,
         replica_timeout: float = 1.0,
-        max_in_flight: int = 8,
+        max_in_flight: int = 2,
     ) -> None:
         self.redis = redis
         self.cluster = cluster
@@ -71,23 +96,39 @@ class ScriptCalls:
         """Pipelines sent so far (the benchmarks read it)."""
         self._queued: list[_Call] = []
         self._scheduled = False
+        self._last_sent = -COALESCE
+        self._last_batch = 0
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle: list[AbstractConnection] = []  # the standalone path's own connections, when not in use
+        self._held: list[AbstractConnection] = []
+        timeout = None if cluster else redis.connection_pool.connection_kwargs.get("socket_timeout")  # type: ignore[union-attr]
+        self._batch_timeout: float = timeout if timeout is not None else _BATCH_TIMEOUT
 
-    async def call(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        """Run ``script`` with ``keys`` and ``args`` in this turn's pipeline; return its result."""
-        call = _Call(script, keys, args)
-        self._queued.append(call)
+    def call(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
+        """Run ``script`` with ``keys`` and ``args`` in this turn's pipeline; await its result."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        self._queued.append(_Call(script, keys, args, done))
         if not self._scheduled:
+            # Send at once, unless the process is busy (the last pipeline, less than COALESCE ago, had
+            # several calls): then when that much has passed, with everything called meanwhile. A quiet
+            # process waits for nothing; a busy one sends a pipeline every half millisecond at most.
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._send)
-        return await call.done
+            busy = self._last_batch > 1 and loop.time() < self._last_sent + COALESCE
+            if busy:
+                loop.call_at(self._last_sent + COALESCE, self._send)
+            else:
+                loop.call_soon(self._send)
+        return done
 
     def _send(self) -> None:
         self._scheduled = False
         if not self._queued or self._in_flight >= self.max_in_flight:
             return  # the next pipeline to finish sends what is queued
+        self._last_sent = asyncio.get_running_loop().time()
         batch, self._queued = self._queued, []
+        self._last_batch = len(batch)
         self._in_flight += 1
         task = asyncio.create_task(self._run(batch))
         self._tasks.add(task)
@@ -126,7 +167,9 @@ class ScriptCalls:
         return results
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
-        if self.cluster and self.replicas:
+        if not self.cluster:
+            return self._pair(await self._send_direct(batch))
+        if self.replicas:
             await self.redis.initialize()  # the map of slots, to send each WAIT to its call's shard
         pipe = self.redis.pipeline(transaction=False)
         for call in batch:
@@ -137,13 +180,74 @@ class ScriptCalls:
                 if self.cluster:
                     target["target_nodes"] = self.redis.get_node_from_key(call.keys[0])  # type: ignore[union-attr]
                 pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms, **target)
-        replies = await pipe.execute(raise_on_error=False)
+        return self._pair(await pipe.execute(raise_on_error=False))
+
+    def _pair(self, replies: Sequence[Any]) -> list[Any]:
+        """Each call's result, from the replies of its script (and of its WAIT, with replicas)."""
         if not self.replicas:
             return list(replies)
         return [
             self._replicated(result, acknowledged)
             for result, acknowledged in zip(replies[::2], replies[1::2], strict=True)
         ]
+
+    async def _send_direct(self, batch: list[_Call]) -> list[Any]:
+        """The batch's commands, written at once on a connection of the store's own; their replies.
+
+        The connection has no timeout per read: the whole batch has one, the client's ``socket_timeout``. A
+        connection that fails (a restarted server, say) is dropped and the batch sent once more on a new
+        one, as redis-py retries a command: every script of the store can run twice to the same effect.
+        """
+        commands = []
+        for call in batch:
+            commands.append(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+            if self.replicas:
+                commands.append(("WAIT", self.replicas, self.replica_timeout_ms))
+        if _hiredis_pack is not None:
+            payload = b"".join(_hiredis_pack(command) for command in commands)
+        else:
+            if not self._idle:
+                self._idle.append(self._connect())
+            payload = b"".join(self._idle[-1].pack_commands(commands))
+        try:
+            return await self._exchange(payload, len(commands))
+        except (RedisConnectionError, RedisTimeoutError):
+            # The server went away, or came back: every kept connection is stale now, not just this one.
+            for connection in self._idle:
+                await connection.disconnect(nowait=True)
+            return await self._exchange(payload, len(commands))
+
+    async def _exchange(self, payload: bytes, count: int) -> list[Any]:
+        connection = self._idle.pop() if self._idle else self._connect()
+        replies: list[Any] = []
+        try:
+            async with asyncio.timeout(self._batch_timeout):
+                if not connection.is_connected:
+                    await connection.connect()  # type: ignore[no-untyped-call] # redis-py's stubs
+                await connection.send_packed_command(payload, check_health=False)
+                for _ in range(count):
+                    try:
+                        replies.append(await connection.read_response())
+                    except ResponseError as error:  # this command's error; the connection is fine
+                        replies.append(error)
+        except TimeoutError as exc:
+            await connection.disconnect(nowait=True)
+            raise RedisTimeoutError(f"Redis did not answer within {self._batch_timeout} s") from exc
+        except BaseException:
+            await connection.disconnect(nowait=True)  # its replies are out of step; it reconnects on use
+            raise
+        finally:
+            self._idle.append(connection)
+        return replies
+
+    def _connect(self) -> AbstractConnection:
+        """A connection of the store's own, as the client's pool makes them, less the timeout per read."""
+        pool = self.redis.connection_pool  # type: ignore[union-attr]
+        connection: AbstractConnection = pool.connection_class(
+            **{**pool.connection_kwargs, "socket_timeout": None}
+        )
+        self._held.append(connection)
+        return connection
 
     def _replicated(self, result: Any, acknowledged: Any) -> Any:
         """A call's result, or why it does not count as done: a failed WAIT, or too few replicas."""
@@ -164,3 +268,7 @@ class ScriptCalls:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+        held, self._held, self._idle = self._held, [], []
+        for connection in held:
+            with contextlib.suppress(RedisError, OSError):
+                await connection.disconnect()

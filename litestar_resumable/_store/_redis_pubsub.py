@@ -34,7 +34,7 @@ __all__ = ("ClassicSubscriber", "Listener", "ShardedSubscriber", "Subscriber")
 logger = logging.getLogger("litestar_resumable")
 
 _REDIS_PARAMETERS = frozenset(inspect.signature(Redis.__init__).parameters) - {"self", "connection_pool"}
-READ_TIMEOUT = 1.0  # below redis-py's default socket_timeout of 5 s
+_CLOSE_TIMEOUT = 2.0
 _FIRST_BACKOFF = 0.05
 _MAX_BACKOFF = 2.0
 
@@ -50,7 +50,9 @@ async def _read(pubsub: PubSub, channels: set[str], listener: Listener, *, shard
     """Read one connection's messages until it fails; raise what made it fail."""
     subscribed, message_kind = ("ssubscribe", "smessage") if sharded else ("subscribe", "message")
     while True:
-        message = await pubsub.get_message(timeout=READ_TIMEOUT)
+        # Blocking, with no timeout per message: a timed read costs a timer per message, at thousands of
+        # messages a second. A dead connection raises; closing the subscriber cancels the reader.
+        message = await pubsub.get_message(timeout=None)
         if message is None:
             continue
         kind, channel = message["type"], _text(message["channel"])
@@ -89,7 +91,7 @@ class Subscriber:
         for task in self._tasks:
             task.cancel()
         if self._tasks:
-            await asyncio.wait(self._tasks, timeout=2 * READ_TIMEOUT)
+            await asyncio.wait(self._tasks, timeout=_CLOSE_TIMEOUT)
 
     def _start(self, coroutine: Any) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
@@ -107,11 +109,20 @@ class ClassicSubscriber(Subscriber):
         self._pubsub: PubSub | None = None
         self._channels: set[str] = set()
         self._reader: asyncio.Task[None] | None = None
+        # redis-py's PubSub opens its connection on its first command: two first commands at once would
+        # open two, and the replies on the one it forgets would never be read.
+        self._connecting = asyncio.Lock()
 
     async def subscribe(self, channel: str) -> None:
         self._channels.add(channel)
-        if self._pubsub is None:
-            self._pubsub = self._redis.pubsub()
+        if self._pubsub is None or self._pubsub.connection is None:
+            async with self._connecting:
+                if self._pubsub is None:
+                    self._pubsub = self._redis.pubsub()
+                if self._pubsub.connection is None:
+                    await self._pubsub.subscribe(channel)
+                    self._reader = self._start(self._read_forever(self._pubsub))
+                    return
         await self._pubsub.subscribe(channel)
         if self._reader is None or self._reader.done():
             self._reader = self._start(self._read_forever(self._pubsub))
@@ -124,8 +135,6 @@ class ClassicSubscriber(Subscriber):
 
     async def _read_forever(self, pubsub: PubSub) -> None:
         backoff = _FIRST_BACKOFF
-        # A flag, not only cancellation: a cancel that lands inside redis-py's timed read can be taken
-        # for the read's own timeout and swallowed.
         while not self.closing:
             try:
                 await _read(pubsub, self._channels, self.listener, sharded=False)

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from litestar_resumable._errors import StoreUnavailableError
 from litestar_resumable._store.base import StreamWatch
-from litestar_resumable._waiting import wait_event
+from litestar_resumable._waiting import Signal, wait_event
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Coroutine, Sequence
@@ -45,7 +45,7 @@ _REFRESH_INTERVAL = 1.0
 class _Source(Protocol):
     """What the watches need of the store: its reads and channel names."""
 
-    def channel(self, stream_id: str) -> str: ...
+    def channel(self, stream_id: str, *, ends_only: bool = False) -> str: ...
     async def last_position(self, stream_id: str) -> int: ...
     async def read(
         self, stream_id: str, position: int, limit: int, max_bytes: int
@@ -59,12 +59,15 @@ class Watched(StreamWatch):
         super().__init__(store, stream_id)
         self._watches = watches
         self.refs = 0
+        self.ends_only = False
+        """Subscribed to the stream's end only: this process writes it, and its writes' replies feed the
+        window (no notification of them needed)."""
         self.hi = 0
         self.events: deque[StreamEvent] = deque()
         self.nbytes = 0
         self.ready = asyncio.Event()
         self.subscribed = asyncio.Event()
-        self.changed = asyncio.Event()
+        self.changed = Signal()
         self.refreshing = False
         self.dirty = False
         self.refreshed_at = -math.inf
@@ -85,8 +88,7 @@ class Watched(StreamWatch):
         self.hi = events[-1].position
         if events[-1].is_terminal:
             self.ended.set()
-        self.changed.set()
-        self.changed = asyncio.Event()
+        self.changed.fire()
 
     def slice_after(self, position: int, limit: int) -> list[StreamEvent] | None:
         """Events after ``position`` from the window, or None if the window does not reach back that far."""
@@ -101,7 +103,7 @@ class Watched(StreamWatch):
     async def wait(self, position: int, timeout: float) -> bool:
         if self.hi > position:
             return True
-        if await wait_event(self.changed, timeout):
+        if await self.changed.wait(timeout):
             return True
         # A notification may have been lost: look at the stream itself, once a second at most for all
         # of this process's readers.
@@ -129,10 +131,17 @@ class Watches:
         return self._watched.get(stream_id)
 
     @contextlib.asynccontextmanager
-    async def watch(self, stream_id: str) -> AsyncIterator[Watched]:
+    async def watch(self, stream_id: str, *, writing: bool = False) -> AsyncIterator[Watched]:
         watched = self._watched.get(stream_id)
         if watched is None:
             watched = Watched(self, self._store, stream_id)
+            # A stream this process writes: its writes' replies feed the window, so only its end (written
+            # by a cancel elsewhere, say) needs to be heard of. Readers that join share that. The writer's
+            # watch comes first (it opens as the stream starts); one that joins a reader's keeps the
+            # reader's subscription to every write, which is right, only busier. A writer leaves when the
+            # stream has ended (or its process is going); readers left behind re-read the stream once a
+            # second when nothing wakes them.
+            watched.ends_only = writing
             self._watched[stream_id] = watched
             self.spawn(self._start(watched))
         watched.refs += 1
@@ -146,7 +155,7 @@ class Watches:
                 self.spawn(self._stop(watched))
 
     async def _start(self, watched: Watched) -> None:
-        channel = self._source.channel(watched.stream_id)
+        channel = self._source.channel(watched.stream_id, ends_only=watched.ends_only)
         try:
             self._channels[channel] = watched
             assert self.subscriber is not None, "the store sets the subscriber"  # noqa: S101
@@ -156,13 +165,14 @@ class Watches:
             watched.hi = await self._source.last_position(watched.stream_id)
             watched.events.clear()
             watched.nbytes = 0
+            watched.changed.fire()  # readers that waited meanwhile look again
         except (RedisError, OSError, StoreUnavailableError):
             logger.warning("could not subscribe to %s; readers fall back to polling", channel, exc_info=True)
         finally:
             watched.ready.set()
 
     async def _stop(self, watched: Watched) -> None:
-        channel = self._source.channel(watched.stream_id)
+        channel = self._source.channel(watched.stream_id, ends_only=watched.ends_only)
         if self._channels.get(channel) is watched:
             del self._channels[channel]
         if self.subscriber is not None and channel not in self._channels:

@@ -171,8 +171,17 @@ class StreamStore(ABC):
         """The id of the stream last started for ``key`` while it runs (or until its record expires)."""
 
     @contextlib.asynccontextmanager
-    async def watch(self, stream_id: str) -> AsyncIterator[StreamWatch]:
-        """Watch a stream for new events for as long as the context is open."""
+    async def watch(
+        self,
+        stream_id: str,
+        *,
+        writing: bool = False,  # noqa: ARG002 - a hint this polling default has no use for
+    ) -> AsyncIterator[StreamWatch]:
+        """Watch a stream for new events for as long as the context is open.
+
+        ``writing``: the caller writes the stream from this process, and watches it for its end; a store
+        may then spare it the news of its own writes.
+        """
         yield StreamWatch(self, stream_id)
 
     async def close(self) -> None:  # noqa: B027 - an optional hook: most stores hold nothing to release

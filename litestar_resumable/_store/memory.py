@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from litestar_resumable._errors import KeyConflictError, StoreUnavailableError, StreamExistsError
 from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus
 from litestar_resumable._store.base import StreamStore, StreamWatch, take_within
-from litestar_resumable._waiting import wait_event
+from litestar_resumable._waiting import Signal
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -47,7 +47,7 @@ class _Stream:
     status: StreamStatus = "running"
     events: list[StreamEvent] = field(default_factory=list)
     nbytes: int = 0
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: Signal = field(default_factory=Signal)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -55,8 +55,7 @@ class _Stream:
         return self.events[-1].position if self.events else 0
 
     def notify(self) -> None:
-        self.changed.set()
-        self.changed = asyncio.Event()
+        self.changed.fire()
 
 
 class _MemoryWatch(StreamWatch):
@@ -76,7 +75,7 @@ class _MemoryWatch(StreamWatch):
             return False
         if stream.last > position:
             return True
-        return await wait_event(stream.changed, timeout)
+        return await stream.changed.wait(timeout)
 
 
 class MemoryStreamStore(StreamStore):
@@ -254,5 +253,5 @@ class MemoryStreamStore(StreamStore):
         return None if stream_id is None or self._get(stream_id) is None else stream_id
 
     @contextlib.asynccontextmanager
-    async def watch(self, stream_id: str) -> AsyncIterator[StreamWatch]:
+    async def watch(self, stream_id: str, *, writing: bool = False) -> AsyncIterator[StreamWatch]:  # noqa: ARG002
         yield _MemoryWatch(self, self._get(stream_id), stream_id)
