@@ -75,7 +75,7 @@ async def follow(
     """Yield the stream's SSE text after position ``after``, then live, up to and with the terminal event.
 
     One generator, so a chunk on its way to the client passes through no other; ``on_close`` runs when it
-    ends, however it ends.
+    ends, however it ends. A batch is rendered once per process for all the stream's readers here.
     """
     loop = asyncio.get_running_loop()
     lease_check = options.lease / 2
@@ -88,7 +88,7 @@ async def follow(
             while True:
                 events = await _read(store, stream_id, cursor, options)
                 if events:
-                    yield stream_format.render(stream_id, events)
+                    yield _rendered(stream_format, stream_id, events)
                     if events[-1].is_terminal:
                         return
                     cursor = events[-1].position
@@ -115,6 +115,29 @@ async def follow(
     finally:
         if on_close is not None:
             on_close()
+
+
+_RENDERED: dict[tuple[str, str, int, int], tuple[StreamEvent, StreamEvent, bytes]] = {}
+_RENDERED_MOST = 512  # renders kept: the newest batch of each of a process's busiest streams
+_RENDERED_LARGEST = 64 * 1024  # bytes: a larger render is rarely shared, and not worth keeping
+
+
+def _rendered(stream_format: StreamFormat, stream_id: str, events: list[StreamEvent]) -> bytes:
+    """The wire bytes of a batch of events, rendered once per process: the viewers of one stream read the
+    same batches, and the first renders for all of them."""
+    first, last = events[0], events[-1]
+    key = (stream_format.name, stream_id, first.position, last.position)
+    cached = _RENDERED.get(key)
+    # The very same event objects (a shared window's), not only the same positions: a store that lost and
+    # rewrote positions (a failover) must not be served from before.
+    if cached is not None and cached[0] is first and cached[1] is last:
+        return cached[2]
+    rendered = stream_format.render(stream_id, events)
+    if len(rendered) <= _RENDERED_LARGEST:
+        if len(_RENDERED) >= _RENDERED_MOST:
+            del _RENDERED[next(iter(_RENDERED))]  # the oldest
+        _RENDERED[key] = (first, last, rendered)
+    return rendered
 
 
 async def _read(store: StreamStore, stream_id: str, cursor: int, options: StreamOptions) -> list[StreamEvent]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,8 +58,9 @@ COALESCE = (
 
 @dataclass(frozen=True)
 class Script:
-    """A Lua script and its SHA1 (redis-py computes it the same way)."""
+    """A Lua script, its name and its SHA1 (redis-py computes it the same way)."""
 
+    name: str
     text: str
     sha: str
 
@@ -93,7 +95,9 @@ class ScriptCalls:
         self.replica_timeout_ms = max(1, round(replica_timeout * 1000))
         self.max_in_flight = max_in_flight
         self.pipelines = 0
-        """Pipelines sent so far (the benchmarks read it)."""
+        """Pipelines sent so far: a round trip each (the benchmarks read it)."""
+        self.calls: Counter[str] = Counter()
+        """Script calls sent so far, by script name (the benchmarks read it)."""
         self._queued: list[_Call] = []
         self._scheduled = False
         self._last_sent = -COALESCE
@@ -110,6 +114,7 @@ class ScriptCalls:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
         self._queued.append(_Call(script, keys, args, done))
+        self.calls[script.name] += 1
         if not self._scheduled:
             # Send at once, unless the process is busy (the last pipeline, less than COALESCE ago, had
             # several calls): then when that much has passed, with everything called meanwhile. A quiet

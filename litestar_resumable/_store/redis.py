@@ -65,7 +65,8 @@ _READ_ALL = 1 << 62  # "no byte limit" for the read script
 def _script(name: str) -> Script:
     package = files("litestar_resumable._store")
     text = package.joinpath("_redis_lib.lua").read_text("utf-8") + package.joinpath(name).read_text("utf-8")
-    return Script(text, hashlib.sha1(text.encode()).hexdigest())  # noqa: S324 - Redis names scripts so
+    sha = hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - the name Redis gives a script
+    return Script(name.removeprefix("_redis_").removesuffix(".lua"), text, sha)
 
 
 _CREATE, _APPEND, _FINISH, _READ = (
