@@ -16,6 +16,7 @@ item is ``"<seq> <time.time() at yield> <padding>"``, so a client can measure th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import inspect
 import os
 import time
@@ -156,9 +157,15 @@ def _profiled() -> dict[str, Any]:
 
 
 # The scenarios go past some of the plugin's safety limits (100k events in a stream, 1000 readers of a
-# stream per worker); raise those that this version of the plugin has.
-_LIMITS = {"max_events": 10_000_000, "max_followers": 100_000}
-_limits = {k: v for k, v in _LIMITS.items() if k in inspect.signature(ResumablePlugin).parameters}
+# stream per worker, 1 MiB events); raise those that this version of the plugin has.
+_LIMITS = {"max_events": 10_000_000, "max_followers": 100_000, "max_event_bytes": 4 * 1024 * 1024}
+try:
+    from litestar_resumable import StreamOptions
+
+    _OPTIONS = {field.name for field in dataclasses.fields(StreamOptions)}
+except ImportError:  # an earlier version: its options were keyword parameters of the plugin
+    _OPTIONS = set(inspect.signature(ResumablePlugin).parameters)
+_limits = {k: v for k, v in _LIMITS.items() if k in _OPTIONS}
 
 app = Litestar(
     [pid, noop, redis_calls, pool, plain, tee],

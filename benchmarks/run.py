@@ -21,8 +21,8 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from benchmarks import report
-from benchmarks.harness import BENCH_DIR, ServerConfig, background_load, redis_probe
+from benchmarks import readme, report
+from benchmarks.harness import BENCH_DIR, ROOT, ServerConfig, background_load, redis_probe
 from benchmarks.scenarios import FULL, QUICK, SCENARIOS, Context, Params, PeerStatus, prepare_peer
 
 DEFAULT_OUT = BENCH_DIR / "results"
@@ -155,4 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     report.plot(results, args.out / "results.png")
     print(markdown)
     print(f"wrote {args.out}/results.json, results.md, results.png in {results['meta']['duration_s']} s")
+    if args.out.resolve() == DEFAULT_OUT.resolve():
+        readme.update(ROOT / "README.md", results)
+        print("updated README.md's performance table")
     sys.exit(0)

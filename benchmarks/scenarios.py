@@ -71,6 +71,8 @@ class Params:
     fan_viewers: list[int]
     fan_chunks: int
     fan_rate: float
+    large_items: int = 200
+    large_size: int = 1024 * 1024
 
 
 QUICK = Params(
@@ -807,6 +809,55 @@ async def _fan_shared(
 # -- the peer --
 
 
+# -- memory with large items --
+
+
+async def large_items(ctx: Context) -> dict[str, Any]:
+    """A fast generator of large items (200 x 1 MiB) read by one client: peak RSS above the idle process."""
+    p = ctx.params
+    out: dict[str, Any] = {"items": p.large_items, "item_bytes": p.large_size, "variants": {}}
+    for variant in ("plain", "memory", "redis"):
+        if not ctx.wants(variant):
+            continue
+        server = ctx.redis_server("large-redis", "large") if variant == "redis" else ctx.memory_server()
+        path = "/plain" if variant == "plain" else "/tee"
+        with ctx.servers([server]):
+            await quiesce([server])
+            idle = server.rss_mib()
+            done = asyncio.Event()
+            sampler = asyncio.create_task(_peak_rss(server, done))
+            started = time.monotonic()
+            result = await run_clients(
+                [stream(server.port, f"{path}?n={p.large_items}&size={p.large_size}")],
+                deadline=time.time() + 120,
+                latency=False,
+            )
+            elapsed = time.monotonic() - started
+            done.set()
+            peak = max(idle, await sampler)
+            problems = stream_problems(result["streams"], p.large_items)
+            out["variants"][variant] = {
+                "idle_rss_mib": _round(idle, 1),
+                "peak_rss_mib": _round(peak, 1),
+                "peak_growth_mib": _round(peak - idle, 1),
+                "seconds": _round(elapsed, 2),
+                "mib_per_s": _round(p.large_items * p.large_size / 2**20 / elapsed, 1),
+                "problems": problems,
+            }
+            ctx.log(f"large {variant}: {out['variants'][variant]}")
+        await ctx.cleanup("large")
+    return out
+
+
+async def _peak_rss(server: Server, done: asyncio.Event) -> float:
+    """The server's peak RSS in MiB, sampled every 5 ms until ``done``."""
+    peak = server.rss_mib()
+    while not done.is_set():
+        peak = max(peak, server.rss_mib())
+        await asyncio.sleep(0.005)
+    return peak
+
+
 def prepare_peer(log: Callable[[str], None]) -> PeerStatus:
     """``npm install`` the peer into benchmarks/peer/node_modules, when Node and npm are here."""
     node, npm = shutil.which("node"), shutil.which("npm")
@@ -841,6 +892,7 @@ def prepare_peer(log: Callable[[str], None]) -> PeerStatus:
 
 
 SCENARIOS = {
+    "large": large_items,
     "tee": tee_throughput,
     "concurrency": concurrency,
     "redis_cost": redis_cost,
