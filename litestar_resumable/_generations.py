@@ -3,10 +3,10 @@
 Starting one: the store creates the stream and, for a keyed route, claims the key in the same atomic
 step (see ``StreamStore.create``); then a :class:`Producer` is registered and started. Its exit removes it.
 
-Limits count slots, not streams: a keyed generation's slot is its key, so a new answer in a chat takes
-the slot of the one it replaces and is never refused for it; an unkeyed generation has a slot of its own.
-A slot is reserved before the first ``await`` of a start and given back if the start fails, so
-concurrent starts cannot all pass a check that only one of them should pass.
+Admission goes through :mod:`_limits`, which counts slots, not streams: a keyed generation's slot is
+its key, so a new answer in a chat takes the slot of the one it replaces and is never refused for it; an
+unkeyed generation has a slot of its own. A slot is held from before the stream is created until the
+producer exits, and given back if the start fails.
 
 Shutdown is bounded: no new generations; producers get ``shutdown_grace`` seconds to finish, are then
 stopped with the ending ``interrupted``, and every stream this process still produces ends so.
@@ -15,21 +15,20 @@ stopped with the ending ``interrupted``, and every stream this process still pro
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from litestar.exceptions import ServiceUnavailableException, TooManyRequestsException
+from litestar.exceptions import ServiceUnavailableException
 
 from litestar_resumable._errors import StreamExistsError
 from litestar_resumable._ids import new_stream_id
 from litestar_resumable._producer import Ending, Producer
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+    from collections.abc import AsyncGenerator, Awaitable, Callable
 
     from litestar_resumable._events import StreamInfo
+    from litestar_resumable._limits import Hold, Limits
     from litestar_resumable._options import StreamOptions
     from litestar_resumable._store.base import StreamStore
 
@@ -43,29 +42,14 @@ _STOP_TIMEOUT = 5.0
 class Generations:
     """The producers of this process and the rules for starting and stopping them."""
 
-    def __init__(
-        self,
-        store: StreamStore,
-        *,
-        max_generations: int | None,
-        max_generations_per_owner: int | None,
-        shutdown_grace: float,
-    ) -> None:
-        for name, limit in (
-            ("max_generations", max_generations),
-            ("max_generations_per_owner", max_generations_per_owner),
-        ):
-            if limit is not None and limit < 1:
-                raise ValueError(f"{name} must be at least 1 (or None for no limit), got {limit!r}")
+    def __init__(self, store: StreamStore, *, limits: Limits, shutdown_grace: float) -> None:
         if shutdown_grace < 0:
             raise ValueError(f"shutdown_grace must be >= 0 seconds, got {shutdown_grace!r}")
         self.store = store
-        self.max_generations = max_generations
-        self.max_generations_per_owner = max_generations_per_owner
+        self.limits = limits
         self.shutdown_grace = shutdown_grace
         self.producers: dict[str, Producer] = {}
         self.closing = False
-        self._slots: Counter[tuple[str | None, str]] = Counter()  # (owner, slot) -> producers holding it
 
     async def start(
         self,
@@ -79,14 +63,15 @@ class Generations:
     ) -> str:
         """Create the stream (claiming ``key``), start its producer, return the stream id.
 
-        Raises 503 while shutting down, 429 past a limit, :class:`KeyConflictError` for a running key
-        with ``on_conflict="reject"``, :class:`StoreUnavailableError` when the store is out of reach.
+        Raises 503 while shutting down, 429 past a limit (:mod:`_limits`), :class:`KeyConflictError` for a
+        running key with ``on_conflict="reject"``, :class:`StoreUnavailableError` when the store is out of
+        reach.
         """
         if self.closing:
             raise ServiceUnavailableException("the server is shutting down; try again shortly")
         stream_id = new_stream_id(key)
-        slot = (owner, key if key is not None else stream_id)
-        with self._reserved(slot):
+        hold = await self.limits.admit_generation(owner, key if key is not None else stream_id)
+        try:
             try:
                 replaced = await self.store.create(
                     stream_id,
@@ -110,43 +95,20 @@ class Generations:
                 options,
                 owner=owner,
                 release=release,
-                on_exit=lambda producer: self._exited(producer, slot),
+                on_exit=lambda producer: self._exited(producer, hold),
             )
-            self._slots[slot] += 1  # the producer's own hold on the slot, given back by _exited
+        except BaseException:
+            hold.release()
+            raise
         self.producers[stream_id] = producer
         producer.start()
         if replaced is not None and replaced in self.producers:
             self.producers[replaced].stop(Ending("cancelled"))  # its store record says so already
         return stream_id
 
-    @contextlib.contextmanager
-    def _reserved(self, slot: tuple[str | None, str]) -> Iterator[None]:
-        owner = slot[0]
-        if slot not in self._slots:
-            if self.max_generations is not None and len(self._slots) >= self.max_generations:
-                raise TooManyRequestsException(
-                    f"this worker runs max_generations ({self.max_generations}) generations; try again later"
-                )
-            limit = self.max_generations_per_owner
-            if owner is not None and limit is not None and sum(o == owner for o, _ in self._slots) >= limit:
-                raise TooManyRequestsException(
-                    f"you run max_generations_per_owner ({self.max_generations_per_owner}) generations; "
-                    "wait for one to end or cancel one"
-                )
-        self._slots[slot] += 1
-        try:
-            yield
-        finally:
-            self._give_back(slot)
-
-    def _give_back(self, slot: tuple[str | None, str]) -> None:
-        self._slots[slot] -= 1
-        if self._slots[slot] <= 0:
-            del self._slots[slot]
-
-    def _exited(self, producer: Producer, slot: tuple[str | None, str]) -> None:
+    def _exited(self, producer: Producer, hold: Hold) -> None:
         self.producers.pop(producer.stream_id, None)
-        self._give_back(slot)
+        hold.release()
 
     async def cancel(self, stream_id: str, owner: str | None) -> StreamInfo | None:
         """End a running generation as ``cancelled`` (on any worker); None if unknown or not ``owner``'s."""

@@ -11,7 +11,6 @@ another worker read the same stored events the same way.
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 from typing import TYPE_CHECKING, Any, Unpack
 
 from litestar import Request, Response, Router, delete, get
@@ -21,7 +20,6 @@ from litestar.exceptions import (
     HTTPException,
     ImproperlyConfiguredException,
     NotFoundException,
-    TooManyRequestsException,
 )
 from litestar.plugins import InitPlugin, ReceiveRoutePlugin
 from litestar.routes import HTTPRoute
@@ -34,6 +32,7 @@ from litestar_resumable._format import StreamFormat
 from litestar_resumable._generations import Generations
 from litestar_resumable._handoff import Handoff, defer
 from litestar_resumable._ids import is_stream_id
+from litestar_resumable._limits import Limits, SharedLimits, WorkerLimits
 from litestar_resumable._options import RouteOptions, StreamOptions
 from litestar_resumable._responses import (
     checked_event_id,
@@ -69,11 +68,17 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
     Args:
         store: Where streams live; ``None`` is a :class:`MemoryStreamStore` (one process). Use a
             :class:`RedisStreamStore` to share streams between workers and hosts.
-        max_generations: Most generations this worker runs at once (None: no limit); more get 429.
-        max_generations_per_owner: Most generations one owner runs at once on this worker; more get 429.
+        max_generations: Most generations running at once on this worker (with ``shared_limits``, on
+            every worker that shares the store); None: no limit; more get 429.
+        max_generations_per_owner: Most generations one owner runs at once, counted as
+            ``max_generations``; more get 429.
         route_prefix: Where the resume and cancel routes live (``{prefix}/streams/{stream_id}``).
         guards: Litestar guards for the resume and cancel routes.
         shutdown_grace: Seconds generations get to finish at shutdown before they end ``interrupted``.
+        shared_limits: Count ``max_generations``, ``max_generations_per_owner`` and each route's
+            ``max_followers`` in the store, across every worker that shares it, not per worker.
+        limits_ttl: With ``shared_limits``: seconds what a worker counts outlives it if it dies (it renews
+            its counts every third of that).
         formats: Stream formats to render streams with that no route of this app names (streams written
             by another app or a worker); the formats of this app's routes are known already.
         **defaults: Any option of :class:`StreamOptions`: the default of every route, which a route's
@@ -89,24 +94,32 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         route_prefix: str = "/resumable",
         guards: Sequence[Guard] | None = None,
         shutdown_grace: float = 10.0,
+        shared_limits: bool = False,
+        limits_ttl: float = 30.0,
         formats: Sequence[StreamFormat] = (),
         **defaults: Unpack[RouteOptions],
     ) -> None:
         self.store: StreamStore = store if store is not None else MemoryStreamStore()
         self.defaults = StreamOptions().merged(defaults)
-        self.generations = Generations(
-            self.store,
-            max_generations=max_generations,
-            max_generations_per_owner=max_generations_per_owner,
-            shutdown_grace=shutdown_grace,
+        self.limits: Limits = (
+            SharedLimits(
+                self.store,
+                max_generations=max_generations,
+                max_generations_per_owner=max_generations_per_owner,
+                ttl=limits_ttl,
+            )
+            if shared_limits
+            else WorkerLimits(
+                max_generations=max_generations, max_generations_per_owner=max_generations_per_owner
+            )
         )
+        self.generations = Generations(self.store, limits=self.limits, shutdown_grace=shutdown_grace)
         self.route_prefix = "/" + route_prefix.strip("/")
         self.guards = list(guards or [])
         self._routes: dict[str, StreamOptions] = {}
         self._formats: dict[str, StreamFormat] = {}
         for stream_format in (self.defaults.format, StreamFormat(), *formats):
             self._formats.setdefault(stream_format.name, stream_format)
-        self._followers: Counter[str] = Counter()
 
     # -- wiring into Litestar --
 
@@ -200,6 +213,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
     async def shutdown(self) -> None:
         """Stop taking generations, let producers finish for ``shutdown_grace`` s, then interrupt them."""
         await self.generations.shutdown()
+        await self.limits.close()
         await self.store.close()
 
     # -- serving a @resumable route --
@@ -244,7 +258,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
                 extra={"stream_id": exc.stream_id},
             ) from exc
         handoff.take(request)
-        return self._follower(stream_id, 0, options, options.format)
+        return await self._follower(stream_id, 0, options, options.format)
 
     async def _requester(self, stream_id: str, request: Request[Any, Any, Any]) -> str | None:
         """Who asks for a stream, as the owner function of the stream's route says (None without one)."""
@@ -271,26 +285,13 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         if not info.is_running and after == info.last_position:
             return Response(None, status_code=HTTP_204_NO_CONTENT)
         stream_format = self._formats.get(info.format, self.defaults.format)
-        return self._follower(stream_id, after, self.options_for(info.route), stream_format)
+        return await self._follower(stream_id, after, self.options_for(info.route), stream_format)
 
-    def _follower(
+    async def _follower(
         self, stream_id: str, after: int, options: StreamOptions, stream_format: StreamFormat
     ) -> Response[Any]:
-        # Counted from here, before any await, so concurrent requests cannot all pass the check.
-        if self._followers[stream_id] >= options.max_followers:
-            raise TooManyRequestsException(
-                f"stream {stream_id} has max_followers ({options.max_followers}) readers on this worker; "
-                "try again later"
-            )
-        self._followers[stream_id] += 1
-        return sse_response(
-            self.store, stream_id, after, options, stream_format, on_close=lambda: self._unfollow(stream_id)
-        )
-
-    def _unfollow(self, stream_id: str) -> None:
-        self._followers[stream_id] -= 1
-        if self._followers[stream_id] <= 0:
-            del self._followers[stream_id]
+        hold = await self.limits.admit_follower(stream_id, options.max_followers)
+        return sse_response(self.store, stream_id, after, options, stream_format, on_close=hold.release)
 
 
 def _defer_cleanups(route: HTTPRoute, handler: HTTPRouteHandler) -> None:

@@ -170,6 +170,21 @@ class StreamStore(ABC):
     async def key_holder(self, key: str) -> str | None:
         """The id of the stream last started for ``key`` while it runs (or until its record expires)."""
 
+    # -- counters, for limits shared by every worker (ResumablePlugin(shared_limits=True)) --
+
+    async def take_slot(self, counter: str, member: str, limit: int, *, ttl: float) -> bool:
+        """Count ``member`` in ``counter`` for ``ttl`` seconds if it has fewer than ``limit`` members (or
+        counts it already: then renew it); False, counting nothing, if it is full. Atomic."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep counters (shared limits)")
+
+    async def renew_slots(self, counter: str, members: Sequence[str], *, ttl: float) -> None:
+        """Count ``members`` (those still counted) for ``ttl`` seconds more."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep counters (shared limits)")
+
+    async def drop_slot(self, counter: str, member: str) -> None:
+        """Stop counting ``member`` in ``counter``."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep counters (shared limits)")
+
     @contextlib.asynccontextmanager
     async def watch(
         self,

@@ -85,6 +85,7 @@ class MemoryStreamStore(StreamStore):
         self.max_bytes = max_bytes
         self._streams: dict[str, _Stream] = {}
         self._keys: dict[str, str] = {}
+        self._counters: dict[str, dict[str, float]] = {}  # counter -> member -> when it expires
         self._nbytes = 0
         self._next_purge = 0.0
 
@@ -251,6 +252,29 @@ class MemoryStreamStore(StreamStore):
     async def key_holder(self, key: str) -> str | None:
         stream_id = self._keys.get(key)
         return None if stream_id is None or self._get(stream_id) is None else stream_id
+
+    async def take_slot(self, counter: str, member: str, limit: int, *, ttl: float) -> bool:
+        now = time.monotonic()
+        members = self._counters.setdefault(counter, {})
+        for gone in [m for m, expires in members.items() if expires <= now]:
+            del members[gone]
+        if member not in members and len(members) >= limit:
+            return False
+        members[member] = now + ttl
+        return True
+
+    async def renew_slots(self, counter: str, members: Sequence[str], *, ttl: float) -> None:
+        counted = self._counters.get(counter, {})
+        until = time.monotonic() + ttl
+        for member in members:
+            if member in counted:
+                counted[member] = until
+
+    async def drop_slot(self, counter: str, member: str) -> None:
+        counted = self._counters.get(counter, {})
+        counted.pop(member, None)
+        if not counted:
+            self._counters.pop(counter, None)
 
     @contextlib.asynccontextmanager
     async def watch(self, stream_id: str, *, writing: bool = False) -> AsyncIterator[StreamWatch]:  # noqa: ARG002

@@ -10,7 +10,9 @@ hash tag, so a stream's keys share a slot; a keyed stream's tag is its key's, se
   ``key``, ``owner`` and ``format``;
 - ``P:{T}:<id>:notify``: a Pub/Sub channel; every write publishes the new last position, and
   ``P:{T}:<id>:end`` the terminal one (what a process that writes the stream listens to);
-- ``P:{T}:key:<key>``: the id of the key's running stream, in the same slot as all of the key's streams.
+- ``P:{T}:key:<key>``: the id of the key's running stream, in the same slot as all of the key's streams;
+- ``P:{T}:counter:<name>``: a counter of shared limits (a sorted set of members and their expiry), ``T``
+  the name's tag.
 
 Writes are Lua scripts shipped beside this module (with ``_redis_lib.lua`` prepended), so create + key
 claim, append + position + lease + expiry, and finish + key release are each atomic. Lease times come
@@ -69,8 +71,8 @@ def _script(name: str) -> Script:
     return Script(name.removeprefix("_redis_").removesuffix(".lua"), text, sha)
 
 
-_CREATE, _APPEND, _FINISH, _READ = (
-    _script(f"_redis_{name}.lua") for name in ("create", "append", "finish", "read")
+_CREATE, _APPEND, _FINISH, _READ, _SLOTS = (
+    _script(f"_redis_{name}.lua") for name in ("create", "append", "finish", "read", "slots")
 )
 
 
@@ -349,6 +351,25 @@ class RedisStreamStore(StreamStore):
     async def key_holder(self, key: str) -> str | None:
         value = await self.redis.get(f"{self.key_prefix}:{{{key_tag(key)}}}:key:{key}")
         return None if value is None else _text(value)
+
+    # -- counters (shared limits) --
+
+    def _counter(self, counter: str) -> str:
+        return f"{self.key_prefix}:{{{key_tag(counter)}}}:counter:{counter}"
+
+    @_unavailable_on_error
+    async def take_slot(self, counter: str, member: str, limit: int, *, ttl: float) -> bool:
+        taken = await self._calls.call(_SLOTS, [self._counter(counter)], ["take", _ms(ttl), limit, member])
+        return bool(int(taken))
+
+    @_unavailable_on_error
+    async def renew_slots(self, counter: str, members: Sequence[str], *, ttl: float) -> None:
+        if members:
+            await self._calls.call(_SLOTS, [self._counter(counter)], ["renew", _ms(ttl), 0, *members])
+
+    @_unavailable_on_error
+    async def drop_slot(self, counter: str, member: str) -> None:
+        await self._calls.call(_SLOTS, [self._counter(counter)], ["drop", 0, 0, member])
 
     # -- watching --
 

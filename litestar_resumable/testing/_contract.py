@@ -308,6 +308,40 @@ class StoreContract:
         assert await store.key_holder("chat") == running[0]
         assert sorted(info.status for info in infos if info is not None) == ["cancelled"] * 19 + ["running"]
 
+    # -- counters (shared limits) --
+
+    async def test_a_counter_counts_members_up_to_its_limit(
+        self, store: StreamStore, peer_store: StreamStore
+    ) -> None:
+        assert await store.take_slot("c", "a", 2, ttl=TTL)
+        assert await peer_store.take_slot("c", "b", 2, ttl=TTL)
+        assert not await store.take_slot("c", "x", 2, ttl=TTL)
+        assert await store.take_slot("c", "a", 2, ttl=TTL)  # counted already: renewed, not refused
+        await peer_store.drop_slot("c", "b")
+        assert await store.take_slot("c", "x", 2, ttl=TTL)
+        assert await store.take_slot("other", "y", 1, ttl=TTL)
+
+    async def test_counted_members_expire_unless_renewed(self, store: StreamStore) -> None:
+        assert await store.take_slot("c", "kept", 2, ttl=0.3)
+        assert await store.take_slot("c", "dropped", 2, ttl=0.3)
+        for _ in range(3):
+            await asyncio.sleep(0.15)  # waits out half a ttl each time; the renewals must push it on
+            await store.renew_slots("c", ["kept"], ttl=0.3)
+        assert await store.take_slot("c", "new", 2, ttl=0.3)  # "dropped" expired: room for one
+        assert not await store.take_slot("c", "more", 2, ttl=0.3)  # "kept" still counts
+
+    async def test_concurrent_takes_never_pass_the_limit(
+        self, store: StreamStore, peer_store: StreamStore
+    ) -> None:
+        barrier = asyncio.Barrier(20)
+
+        async def take(index: int) -> bool:
+            await barrier.wait()
+            return await (store if index % 2 else peer_store).take_slot("c", f"m{index}", 3, ttl=TTL)
+
+        taken = await _within(asyncio.gather(*(take(i) for i in range(20))))
+        assert sum(taken) == 3
+
     # -- watching --
 
     async def test_watch_wakes_on_an_append_from_another_worker(

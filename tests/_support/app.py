@@ -8,7 +8,8 @@ Configured by environment variables, so every server process gets its own settin
 - ``E2E_LEASE``: the producers' lease in seconds (default 10);
 - ``E2E_HEARTBEAT``: seconds of silence before a follower sends ``: ping`` (default 15);
 - ``E2E_SHUTDOWN_GRACE``: the plugin's ``shutdown_grace`` in seconds (default 10);
-- ``E2E_STORE_RETRY_FOR``: the routes' ``store_retry_for`` in seconds (default 4).
+- ``E2E_STORE_RETRY_FOR``: the routes' ``store_retry_for`` in seconds (default 4);
+- ``E2E_MAX_GENERATIONS``, ``E2E_MAX_FOLLOWERS``, ``E2E_SHARED_LIMITS=1``, ``E2E_LIMITS_TTL``: the limits.
 
 Generators that pace themselves do it on an absolute schedule (item ``i`` at ``start + i * interval``), so
 a generator's own duration is known in advance and a test can tell whether something slowed it down.
@@ -156,6 +157,12 @@ app = Litestar(
             heartbeat=float(os.environ.get("E2E_HEARTBEAT", "15")),
             shutdown_grace=float(os.environ.get("E2E_SHUTDOWN_GRACE", "10")),
             store_retry_for=float(os.environ.get("E2E_STORE_RETRY_FOR", "4")),
+            max_followers=int(os.environ.get("E2E_MAX_FOLLOWERS", "1000")),
+            max_generations=int(os.environ["E2E_MAX_GENERATIONS"])
+            if "E2E_MAX_GENERATIONS" in os.environ
+            else None,
+            shared_limits=os.environ.get("E2E_SHARED_LIMITS") == "1",
+            limits_ttl=float(os.environ.get("E2E_LIMITS_TTL", "30")),
         )
     ],
 )
