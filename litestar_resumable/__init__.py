@@ -24,9 +24,11 @@ from litestar_resumable._plugin import ResumablePlugin
 from litestar_resumable._route import resumable
 from litestar_resumable._store.base import StreamStore, StreamWatch
 from litestar_resumable._store.memory import MemoryStreamStore
+from litestar_resumable._writer import StreamWriter
 
 if TYPE_CHECKING:
     from litestar_resumable._store.redis import RedisStreamStore
+    from litestar_resumable._sync_writer import SyncStreamWriter
 
 __all__ = (
     "ItemEncoder",
@@ -47,15 +49,21 @@ __all__ = (
     "StreamStatus",
     "StreamStore",
     "StreamWatch",
+    "StreamWriter",
+    "SyncStreamWriter",
     "TerminalStatus",
     "resumable",
 )
 
 
 def __getattr__(name: str) -> Any:
-    # redis is an optional dependency: import it only when its store is asked for.
+    # redis is an optional dependency: import it only when its store or sync writer is asked for.
     if name == "RedisStreamStore":
         from litestar_resumable._store.redis import RedisStreamStore  # noqa: PLC0415
 
         return RedisStreamStore
+    if name == "SyncStreamWriter":
+        from litestar_resumable._sync_writer import SyncStreamWriter  # noqa: PLC0415
+
+        return SyncStreamWriter
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -89,6 +89,8 @@ class StreamInfo(msgspec.Struct, frozen=True):
     """Who started the stream, as the route's ``owner`` callable said; None when routes have no owners."""
     format: str = "sse"
     """The name of the :class:`StreamFormat` its events are rendered with."""
+    lease: float = 0.0
+    """Seconds of the lease its writer holds and renews (as given to ``create``)."""
 
     @property
     def is_running(self) -> bool:

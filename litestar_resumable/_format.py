@@ -12,6 +12,7 @@ that name, so streams written elsewhere (another worker, a job queue) read the s
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from litestar_resumable._events import encode_item, encode_sse
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from litestar_resumable._events import StreamEvent
 
-__all__ = ("Encoded", "ItemEncoder", "StreamFormat")
+__all__ = ("Encoded", "ItemEncoder", "StreamFormat", "format_named")
 
 Encoded = list[tuple[str | None, str]]
 
@@ -43,11 +44,19 @@ class ItemEncoder:
 
 
 class StreamFormat:
-    """The library's own SSE: one event per item, each with an ``id:``; the terminal event ``end``."""
+    """The library's own SSE: one event per item, each with an ``id:``; the terminal event ``end``.
+
+    A subclass gives a ``name`` of its own. Formats are known by name in every process that imports them,
+    so a writer elsewhere (a worker) and a reader can find a stream's format from its name alone.
+    """
 
     name: ClassVar[str] = "sse"
     """Recorded with every stream, so that any worker renders it with the same format."""
     headers: ClassVar[Mapping[str, str]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _KNOWN.setdefault(cls.name, cls)
 
     def encoder(self, stream_id: str) -> ItemEncoder:  # noqa: ARG002 - formats that name their messages use it
         return ItemEncoder()
@@ -60,3 +69,16 @@ class StreamFormat:
         stored, so it has no ``id:`` and a client's ``Last-Event-ID`` stays on the last event it got."""
         data = encode_item({"status": "interrupted", "message": message})[1]
         return f"event: end\ndata: {data}\n\n".encode()
+
+
+_KNOWN: dict[str, type[StreamFormat]] = {StreamFormat.name: StreamFormat}
+_BUILT_IN = {"ai-sdk-ui-message-stream-v1": "litestar_resumable.ai_sdk"}  # imported when first named
+
+
+def format_named(name: str) -> StreamFormat | None:
+    """A format of this name, made with no arguments (a format that needs some must be passed as such);
+    None if no imported module defines it."""
+    if name not in _KNOWN and name in _BUILT_IN:
+        importlib.import_module(_BUILT_IN[name])
+    known = _KNOWN.get(name)
+    return None if known is None else known()

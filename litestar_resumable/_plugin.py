@@ -28,10 +28,10 @@ from litestar.types import Empty
 
 from litestar_resumable._errors import KeyConflictError, StoreUnavailableError
 from litestar_resumable._follow import sse_response
-from litestar_resumable._format import StreamFormat
+from litestar_resumable._format import StreamFormat, format_named
 from litestar_resumable._generations import Generations
 from litestar_resumable._handoff import Handoff, defer
-from litestar_resumable._ids import is_stream_id
+from litestar_resumable._ids import is_stream_id, new_stream_id
 from litestar_resumable._limits import Limits, SharedLimits, WorkerLimits
 from litestar_resumable._options import RouteOptions, StreamOptions
 from litestar_resumable._responses import (
@@ -59,7 +59,11 @@ if TYPE_CHECKING:
     from litestar_resumable._events import StreamInfo
     from litestar_resumable._store.base import StreamStore
 
-__all__ = ("ResumablePlugin",)
+__all__ = ("OPENED_ROUTE", "ResumablePlugin")
+
+OPENED_ROUTE = "-"
+"""The route recorded for streams opened with ``open_stream``: no route of the app, so only the resume
+route (and ``stream_response``) serve them, with the plugin's default options."""
 
 
 class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
@@ -195,6 +199,50 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
                 raise ClientException("Last-Event-ID belongs to another stream than the one requested")
         return await self._open(stream_id, after, owner=owner_id(owner), route_id=None)
 
+    async def open_stream(
+        self,
+        *,
+        key: str | None = None,
+        owner: str | None = None,
+        format: StreamFormat | None = None,  # noqa: A002 - the option's name
+        ttl: float | None = None,
+        lease: float | None = None,
+    ) -> str:
+        """Create a running stream for a writer elsewhere (a job queue's worker) and return its id.
+
+        The writer takes it over with ``StreamWriter`` or ``SyncStreamWriter``; if none does within
+        ``lease`` seconds (the plugin's by default), readers end it ``interrupted``. ``key`` is claimed as a
+        ``@resumable`` route claims it, with the plugin's ``on_conflict`` (409 for a running key with
+        ``"reject"``). Follow the stream with :meth:`stream_response`. Such streams run in no process of
+        the web tier, so ``max_generations`` and ``max_generations_per_owner`` do not count them: the job
+        queue's own concurrency bounds them.
+        """
+        owner = owner_id(owner)
+        options = self.defaults.merged(
+            {
+                name: value
+                for name, value in (("format", format), ("ttl", ttl), ("lease", lease))
+                if value is not None
+            }  # type: ignore[arg-type]  # the names are options'
+        )
+        self._formats.setdefault(options.format.name, options.format)
+        stream_id = new_stream_id(None if key is None else scoped_key(key, owner))
+        try:
+            await self.store.create(
+                stream_id,
+                route=OPENED_ROUTE,
+                key=None if key is None else scoped_key(key, owner),
+                owner=owner,
+                format=options.format.name,
+                lease=options.lease,
+                ttl=options.ttl,
+                on_conflict=options.on_conflict,
+                claimed=False,
+            )
+        except KeyConflictError as exc:
+            raise _key_conflict(key, exc) from exc
+        return stream_id
+
     async def active_stream_id(self, key: str, *, owner: str | None = None) -> str | None:
         """The id of ``owner``'s running generation for ``key``, or None."""
         owner = owner_id(owner)
@@ -252,11 +300,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
                 release=handoff.release,
             )
         except KeyConflictError as exc:
-            raise HTTPException(
-                status_code=HTTP_409_CONFLICT,
-                detail=f"a generation for {raw_key!r} is already running; resume it or cancel it first",
-                extra={"stream_id": exc.stream_id},
-            ) from exc
+            raise _key_conflict(raw_key, exc) from exc
         handoff.take(request)
         return await self._follower(stream_id, 0, options, options.format)
 
@@ -284,7 +328,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             )
         if not info.is_running and after == info.last_position:
             return Response(None, status_code=HTTP_204_NO_CONTENT)
-        stream_format = self._formats.get(info.format, self.defaults.format)
+        stream_format = self._formats.get(info.format) or format_named(info.format) or self.defaults.format
         return await self._follower(stream_id, after, self.options_for(info.route), stream_format)
 
     async def _follower(
@@ -292,6 +336,14 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
     ) -> Response[Any]:
         hold = await self.limits.admit_follower(stream_id, options.max_followers)
         return sse_response(self.store, stream_id, after, options, stream_format, on_close=hold.release)
+
+
+def _key_conflict(key: object, exc: KeyConflictError) -> HTTPException:
+    return HTTPException(
+        status_code=HTTP_409_CONFLICT,
+        detail=f"a generation for {key!r} is already running; resume it or cancel it first",
+        extra={"stream_id": exc.stream_id},
+    )
 
 
 def _defer_cleanups(route: HTTPRoute, handler: HTTPRouteHandler) -> None:

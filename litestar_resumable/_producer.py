@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from litestar_resumable._errors import StoreUnavailableError, StreamClosedError, StreamLimitError
-from litestar_resumable._writer import Closed, StreamWriter
+from litestar_resumable._writer import Closed, StreamWriter, ending_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -72,7 +72,9 @@ class Producer:
         self.ending: Ending | None = None
         """How it ended, once it has."""
         self.started_at = 0.0
-        self.writer = StreamWriter(store, stream_id, options, on_closed=self._writer_closed)
+        self.writer = StreamWriter(
+            store, stream_id, options=options, on_closed=self._writer_closed, claimed=True
+        )
         self._generator = generator
         self._release = release
         self._on_exit = on_exit
@@ -108,12 +110,7 @@ class Producer:
             self._task.cancel()
 
     def _writer_closed(self, why: Closed) -> None:
-        if why == "ended elsewhere":
-            self.stop(ENDED_ELSEWHERE)
-        elif why == "store lost events":
-            self.stop(Ending("interrupted", "the store lost events it had taken (a failover?)"))
-        else:
-            self.stop(Ending("error"))
+        self.stop(Ending(*ending_of(why)))
 
     async def _run(self) -> None:
         try:

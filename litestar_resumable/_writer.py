@@ -1,18 +1,23 @@
 """The write path of a stream: items in, batches to the store, the lease kept, an end elsewhere noticed.
 
-Every writer of a stream goes through :class:`StreamWriter`: the producer of a ``@resumable`` route does.
+Every writer of a stream is a :class:`StreamWriter`: the producer of a ``@resumable`` route, and a job
+queue's worker writing a stream the web tier opened (``ResumablePlugin.open_stream``):
+
+    async with StreamWriter(store, stream_id) as writer:
+        async for delta in model(prompt):
+            await writer.write(delta)
 
 Writes are batched without a timer. ``write`` encodes an item into pending events; a flusher task stores
 everything pending in one ``append`` whenever it runs, and while that write is in flight new events
 collect for the next one. A slow writer thus costs one store write per item, each sent at once, and a
-fast one one write per many items. A writer that gets ``max_batch_bytes`` ahead of the store waits, so a
-writer holds at most twice that many bytes (one batch in flight, one pending), or one event more.
+fast one one write per many items. A writer that has ``max_batch_bytes`` pending waits, so it holds one
+batch in flight and at most ``max_batch_bytes`` plus one event more pending.
 
 The flusher also renews the lease: a ticker wakes it every ``lease / 3`` seconds without a write, and it
 writes an empty batch. Someone else may end the stream (a cancel on any worker, a reader that found the
-lease expired): a guard task hears of it through its watch of the stream (the only other writer writes
-the terminal event, so the stream ending means just that), and the next append is refused in any case.
-Either way the writer reports it once, through ``on_closed``, and ``write`` raises from then on.
+lease expired): a guard task hears of it through its watch of the stream, and the next append is refused
+in any case. Either way the writer reports it once (``on_closed``; ``cancelled`` and ``wait_cancelled``
+for a worker's code), and ``write`` raises :class:`StreamClosedError` from then on.
 
 Store calls that fail because the store is out of reach are retried for ``store_retry_for`` seconds;
 any other failure (a position the store does not expect, say) is not.
@@ -22,22 +27,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Self
 
+from litestar_resumable._batch import Pending
 from litestar_resumable._errors import StoreUnavailableError, StreamClosedError, StreamLimitError
-from litestar_resumable._events import StreamEvent, TerminalStatus
+from litestar_resumable._format import format_named
+from litestar_resumable._options import StreamOptions
 from litestar_resumable._waiting import Wakeup, retrying
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from types import TracebackType
 
-    from litestar_resumable._format import Encoded
-    from litestar_resumable._options import StreamOptions
+    from litestar_resumable._events import StreamEvent, StreamInfo, TerminalStatus
+    from litestar_resumable._format import StreamFormat
     from litestar_resumable._store.base import StreamStore
 
-__all__ = ("Closed", "StreamWriter")
+__all__ = ("Closed", "StreamWriter", "WriterBase", "ending_of")
 
 logger = logging.getLogger("litestar_resumable")
 
@@ -46,30 +55,124 @@ Closed = Literal["ended elsewhere", "store failed", "store lost events"]
 the store no longer has events it took (a Redis failover with asynchronous replication, say)."""
 
 
-class StreamWriter:
-    """Writes one running stream with the options of its route."""
+def ending_of(why: Closed) -> tuple[TerminalStatus | None, str | None]:
+    """The ending a stream gets when its writer stopped for ``why`` (None: someone else ended it)."""
+    if why == "ended elsewhere":
+        return None, None
+    if why == "store lost events":
+        return "interrupted", "the store lost events it had taken (a failover?)"
+    return "error", None
 
-    def __init__(
-        self,
-        store: StreamStore,
-        stream_id: str,
-        options: StreamOptions,
-        *,
-        on_closed: Callable[[Closed], None] | None = None,
-    ) -> None:
-        self.store = store
+
+class WriterBase:
+    """What every writer of a stream keeps and decides alike: the async :class:`StreamWriter` and the
+    ``SyncStreamWriter`` differ only in how they wait and call the store."""
+
+    def __init__(self, stream_id: str, format: StreamFormat | None, options: StreamOptions | None) -> None:  # noqa: A002
         self.stream_id = stream_id
-        self.options = options
+        self.options = options or StreamOptions()
+        if format is not None:
+            self.options = dataclasses.replace(self.options, format=format)
         self.events = 0
         """Events stored so far (the terminal one not counted)."""
         self.bytes = 0
         """UTF-8 bytes of the data of the events stored so far."""
         self.closed: Closed | None = None
+        """Why the writer stopped early (None while it has not)."""
+        self._format_given = format is not None
+        self._pending = Pending(self.options.format.encoder(stream_id), self.options)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the stream was ended by someone else (cancelled on any worker, or given up)."""
+        return self.closed == "ended elsewhere"
+
+    def _claimed(self, taken: bool, info: StreamInfo | None) -> None:  # noqa: FBT001 - the claim's answer
+        """Write as the claimed stream says: its lease, and its format unless one was given."""
+        if not taken or info is None:
+            if info is None:
+                why = "it is unknown or has expired"
+            elif info.is_running:
+                why = "another writer has claimed it, or no writer did within its lease"
+            else:
+                why = f"it has ended ({info.status})"
+            raise StreamClosedError(f"stream {self.stream_id} cannot be written: {why}")
+        changes: dict[str, Any] = {"lease": info.lease} if info.lease > 0 else {}
+        if not self._format_given:
+            known = format_named(info.format)
+            if known is None:
+                raise StreamClosedError(
+                    f"stream {self.stream_id} is in format {info.format!r}, "
+                    "which this process does not know: pass format= to the writer"
+                )
+            changes["format"] = known
+        self.options = dataclasses.replace(self.options, **changes)
+        self._pending = Pending(self.options.format.encoder(self.stream_id), self.options)
+
+    def _stored(self, batch: list[StreamEvent]) -> None:
+        self.events += len(batch)
+        self.bytes += sum(event.nbytes for event in batch)
+
+    def _raise_if_closed(self) -> None:
+        if self.closed == "ended elsewhere":
+            raise StreamClosedError(f"stream {self.stream_id} has ended")
+        if self.closed is not None:
+            raise StoreUnavailableError(f"the store did not keep the events of stream {self.stream_id}")
+
+    def _exit_ending(
+        self, error: BaseException | None
+    ) -> tuple[BaseException | None, TerminalStatus, str | None]:
+        """The error to raise on, and the ending of a stream whose block was left with ``error``: done,
+        error (its text only with ``expose_errors``, or for a limit), or interrupted (the worker itself was
+        stopped: a cancelled task, ``SystemExit``, ``KeyboardInterrupt``)."""
+        if isinstance(error, StreamClosedError) and self.cancelled:
+            return None, "done", None  # cancelled: that is its ending (kept), and nobody's failure
+        if error is None:
+            return None, "done", None
+        if not isinstance(error, Exception):
+            return error, "interrupted", None
+        if isinstance(error, StreamLimitError) or self.options.expose_errors:
+            return error, "error", str(error) or type(error).__name__
+        return error, "error", None
+
+    def _final_ending(self, status: TerminalStatus, message: str | None) -> tuple[TerminalStatus, str | None]:
+        """The ending to write: a writer that stopped early overrides the one its block chose."""
+        if self.closed is None:
+            return status, message
+        closed_status, closed_message = ending_of(self.closed)
+        return closed_status or status, closed_message or message
+
+
+class StreamWriter(WriterBase):
+    """Writes one running stream: as an async context manager, a stream opened for a writer elsewhere.
+
+    Args:
+        store: The store the stream is in (the web tier's store: the same Redis).
+        stream_id: The stream, as ``ResumablePlugin.open_stream`` returned it.
+        format: How items become events; None: the stream's own format (recorded when it was opened).
+        options: The :class:`StreamOptions` it writes with (``max_batch_bytes``, ``max_event_bytes``,
+            ``max_events``, ``store_retry_for``, ``expose_errors``); the lease is the stream's own.
+
+    Leaving the block ends the stream ``done``; an exception ends it ``error`` (its text only with
+    ``expose_errors``) and goes on; a stream cancelled meanwhile stays ``cancelled``, and the
+    :class:`StreamClosedError` that a write to it raised is not raised further.
+    """
+
+    def __init__(
+        self,
+        store: StreamStore,
+        stream_id: str,
+        *,
+        format: StreamFormat | None = None,  # noqa: A002 - the option's name, as users write it
+        options: StreamOptions | None = None,
+        on_closed: Callable[[Closed], None] | None = None,
+        claimed: bool = False,
+    ) -> None:
+        super().__init__(stream_id, format, options)
+        self.store = store
+        self._claimed_at_start = claimed  # the plugin's producers create their streams claimed
         self._on_closed = on_closed
-        self._encoder = options.format.encoder(stream_id)
-        self._pending: list[StreamEvent] = []
-        self._pending_bytes = 0
-        self._next_position = 1
+        self._ended_elsewhere = asyncio.Event()
         self._wake = Wakeup()
         self._room = asyncio.Event()
         self._draining = False
@@ -79,11 +182,37 @@ class StreamWriter:
         self._guard: asyncio.Task[None] | None = None
         self._ticker: asyncio.TimerHandle | None = None
 
-    # -- the writer's side --
+    # -- a worker's side --
+
+    async def wait_cancelled(self) -> None:
+        """Return once the stream was ended by someone else: race it against the model to stop at once."""
+        await self._ended_elsewhere.wait()
+
+    async def __aenter__(self) -> Self:
+        if not self._claimed_at_start:
+            await self._take_over()
+        self.start()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> bool:
+        error, status, message = self._exit_ending(error)
+        await self.drain(closing=status in ("done", "error"))
+        await self.finish(*self._final_ending(status, message))
+        return error is None and kind is not None  # swallow only the cancelled stream's StreamClosedError
+
+    async def _take_over(self) -> None:
+        claim = functools.partial(self.store.claim, self.stream_id)
+        taken = await retrying(claim, self.options.store_retry_for, f"claiming stream {self.stream_id}")
+        self._claimed(taken, await self.store.info(self.stream_id))
+
+    # -- the writing itself (the plugin's producers use these directly) --
 
     def start(self) -> None:
         """Store the format's opening events and start the flusher, the guard and the lease ticker."""
-        self._queue(self._encoder.opening(), limited=False)
+        if self._pending.opening():
+            self._wake.set()
         self._flusher = asyncio.create_task(self._flush(), name=f"litestar-resumable flush {self.stream_id}")
         self._guard = asyncio.create_task(
             self._watch_for_end(), name=f"litestar-resumable guard {self.stream_id}"
@@ -97,8 +226,9 @@ class StreamWriter:
         elsewhere, :class:`StoreUnavailableError` once the store has failed.
         """
         self._raise_if_closed()
-        self._queue(self._encoder.encode(item), limited=True)
-        while self._pending_bytes >= self.options.max_batch_bytes and self.closed is None:
+        if self._pending.item(item):
+            self._wake.set()
+        while self._pending.full and self.closed is None:
             self._room.clear()
             await self._room.wait()
         self._raise_if_closed()
@@ -109,7 +239,7 @@ class StreamWriter:
         True if all of it is stored; False if the stream ended elsewhere or the store failed.
         """
         if closing and self.closed is None:
-            self._queue(self._encoder.closing(), limited=False)
+            self._pending.closing()
         self._draining = True
         self._wake.set()
         if self._flusher is not None:
@@ -131,49 +261,29 @@ class StreamWriter:
             await self.stop()
 
     async def stop(self) -> None:
-        """Stop the writer's tasks without writing anything more."""
+        """Stop the writer's tasks without writing anything more.
+
+        The flusher is told to stop, not cancelled: it ends after the store call it may have in flight.
+        Cancelling redis-py in the middle of a command can stall that connection for seconds.
+        """
         if self._ticker is not None:
             self._ticker.cancel()
-        for task in (self._flusher, self._guard):
-            if task is not None and not task.done():
-                task.cancel()
-        await asyncio.gather(
-            *(t for t in (self._flusher, self._guard) if t is not None), return_exceptions=True
-        )
+        self._stopped = True
+        self._wake.set()
+        if self._guard is not None and not self._guard.done():
+            self._guard.cancel()  # it waits on an event, nothing else
+            await asyncio.gather(self._guard, return_exceptions=True)
 
     # -- inside --
-
-    def _raise_if_closed(self) -> None:
-        if self.closed == "ended elsewhere":
-            raise StreamClosedError(f"stream {self.stream_id} has ended")
-        if self.closed is not None:
-            raise StoreUnavailableError(f"the store did not keep the events of stream {self.stream_id}")
 
     def _close(self, why: Closed) -> None:
         if self.closed is None:
             self.closed = why
             self._room.set()  # a writer waiting for room must see it
+            if why == "ended elsewhere":
+                self._ended_elsewhere.set()
             if self._on_closed is not None:
                 self._on_closed(why)
-
-    def _queue(self, encoded: Encoded, *, limited: bool) -> None:
-        for event, data in encoded:
-            stored = StreamEvent(self._next_position, data, event)
-            if limited:
-                self._check_limits(stored)
-            self._pending.append(stored)
-            self._pending_bytes += stored.nbytes
-            self._next_position += 1
-        if encoded:
-            self._wake.set()
-
-    def _check_limits(self, event: StreamEvent) -> None:
-        if event.position > self.options.max_events:
-            raise StreamLimitError(f"the stream passed max_events ({self.options.max_events})")
-        if event.nbytes > self.options.max_event_bytes:
-            raise StreamLimitError(
-                f"an event of {event.nbytes} bytes passed max_event_bytes ({self.options.max_event_bytes})"
-            )
 
     def _tick(self) -> None:
         # A ticker, not a timeout per wait: every lease / 3 without a write it wakes the flusher, whose
@@ -183,18 +293,15 @@ class StreamWriter:
         self._wrote_since_tick = False
         self._ticker = asyncio.get_running_loop().call_later(self.options.lease / 3, self._tick)
 
-    def _take_batch(self) -> list[StreamEvent]:
-        taken, size = 0, 0
-        for event in self._pending:
-            if taken and size + event.nbytes > self.options.max_batch_bytes:
-                break
-            taken += 1
-            size += event.nbytes
-        batch = self._pending[:taken]
-        del self._pending[:taken]
-        self._pending_bytes -= size
-        self._room.set()
-        return batch
+    async def _append(self, batch: list[Any]) -> bool:
+        try:
+            return await self.store.append(self.stream_id, batch, lease=self.options.lease)
+        except StoreUnavailableError:  # retried; the first try stays a frame short
+            append = functools.partial(self.store.append, self.stream_id, batch, lease=self.options.lease)
+            stored: bool = await retrying(
+                append, self.options.store_retry_for, f"writing stream {self.stream_id}"
+            )
+            return stored
 
     async def _flush(self) -> None:
         try:
@@ -204,25 +311,15 @@ class StreamWriter:
                 self._wake.clear()
                 if self._stopped:
                     return
-                batch = self._take_batch()
+                batch = self._pending.take()
+                self._room.set()
                 if batch or not self._draining:
-                    try:
-                        stored = await self.store.append(self.stream_id, batch, lease=self.options.lease)
-                    except StoreUnavailableError:  # retried; the first try stays a frame short
-                        stored = await retrying(
-                            functools.partial(
-                                self.store.append, self.stream_id, batch, lease=self.options.lease
-                            ),
-                            self.options.store_retry_for,
-                            f"writing stream {self.stream_id}",
-                        )
-                    if not stored:
+                    if not await self._append(batch):
                         self._close("ended elsewhere")
                         return
                     self._wrote_since_tick = True
-                    self.events += len(batch)
-                    self.bytes += sum(event.nbytes for event in batch)
-                if self._draining and not self._pending:
+                    self._stored(batch)
+                if self._draining and not self._pending.events:
                     return
         except ValueError:
             # The store expects another position: it lost (or never had) events it acknowledged.

@@ -315,7 +315,12 @@ async def test_redis_gone_ends_every_follower_and_a_restart_empty_gives_404(own_
                         events = parse_sse(response.text)
                         assert [e.is_terminal for e in events] == [True], response.text
                     else:
-                        assert response.status_code == 404, (url, response.status_code, response.text, server.output()[-2500:])
+                        assert response.status_code == 404, (
+                            url,
+                            response.status_code,
+                            response.text,
+                            server.output()[-2500:],
+                        )
 
         # And the app works again: a new stream, produced on A and followed live from B.
         async with open_sse(client, f"{a.url}/count?n=30&interval=0.02") as fresh:

@@ -31,6 +31,8 @@ def test_all_is_pinned_and_sorted() -> None:
         "StreamStatus",
         "StreamStore",
         "StreamWatch",
+        "StreamWriter",
+        "SyncStreamWriter",
         "TerminalStatus",
         "resumable",
     )

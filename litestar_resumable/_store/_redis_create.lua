@@ -5,7 +5,7 @@
 -- ARGV[1] base, ARGV[2] stream id, ARGV[3] lease (ms), ARGV[4] ttl after the end (ms), ARGV[5] route,
 -- ARGV[6] key ('' for none), ARGV[7] owner ('' for none, else '=' and the owner id), ARGV[8] format,
 -- ARGV[9] on_conflict, ARGV[10] 'cancelled' terminal data, ARGV[11] 'interrupted' terminal data,
--- ARGV[12] '1' to notify with sharded Pub/Sub
+-- ARGV[12] '1' to notify with sharded Pub/Sub, ARGV[13] '1' if the caller writes it ('0': a writer claims it)
 -- Returns {'exists', ''}, {'conflict', holder id} or {'created', cancelled stream id or ''}.
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {'exists', ''}
@@ -32,6 +32,6 @@ if ARGV[6] ~= '' then
   redis.call('SET', KEYS[2], ARGV[2], 'PX', expire)
 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'last', 0, 'lease', now + lease, 'ttl', ARGV[4],
-  'route', ARGV[5], 'key', ARGV[6], 'owner', ARGV[7], 'format', ARGV[8])
+  'route', ARGV[5], 'key', ARGV[6], 'owner', ARGV[7], 'format', ARGV[8], 'hold', ARGV[3], 'claimed', ARGV[13])
 redis.call('PEXPIRE', KEYS[1], expire)
 return {'created', replaced}

@@ -10,4 +10,4 @@ end
 if m[1] == 'running' and (ARGV[5] ~= '1' or tonumber(m[2]) <= now_ms()) then
   end_stream(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6])
 end
-return redis.call('HMGET', KEYS[2], 'status', 'last', 'route', 'key', 'owner', 'format')
+return redis.call('HMGET', KEYS[2], 'status', 'last', 'route', 'key', 'owner', 'format', 'hold')

@@ -116,8 +116,13 @@ class StreamStore(ABC):
         owner: str | None = None,
         format: str = "sse",  # noqa: A002 - the stream's format name, as StreamInfo calls it
         on_conflict: ConflictPolicy = "cancel",
+        claimed: bool = True,
     ) -> str | None:
-        """Record a new, empty, running stream whose producer holds a lease of ``lease`` seconds.
+        """Record a new, empty, running stream whose writer holds a lease of ``lease`` seconds.
+
+        With ``claimed=False`` no writer holds it yet: one takes it over with :meth:`claim` (a job queue's
+        worker, say); if none does within the lease, readers end it ``interrupted`` as they would a writer
+        that died.
 
         A running stream expires ``lease + ttl`` seconds after its last write; an ended one ``ttl``
         seconds after it ended. With ``key``, the stream becomes the key's stream in the same atomic
@@ -125,6 +130,14 @@ class StreamStore(ABC):
         (with ``on_conflict="reject"``, :class:`KeyConflictError` is raised instead and nothing changes);
         one whose lease ran out is ended ``interrupted``. Raises :class:`StreamExistsError` if the id is
         taken. Returns None when no running stream was cancelled.
+        """
+
+    @abstractmethod
+    async def claim(self, stream_id: str) -> bool:
+        """Take over writing a stream created with ``claimed=False``, renewing its lease: True if taken.
+
+        False, changing nothing, if it has ended, another writer took it, or its lease ran out unclaimed.
+        Atomic, so of writers claiming one stream at once exactly one gets it.
         """
 
     @abstractmethod

@@ -42,9 +42,11 @@ class _Stream:
     owner: str | None
     format: str
     ttl: float
+    lease: float
     lease_until: float
     expires_at: float
     status: StreamStatus = "running"
+    claimed: bool = True
     events: list[StreamEvent] = field(default_factory=list)
     nbytes: int = 0
     changed: Signal = field(default_factory=Signal)
@@ -149,6 +151,7 @@ class MemoryStreamStore(StreamStore):
         owner: str | None = None,
         format: str = "sse",  # noqa: A002 - the stream's format name
         on_conflict: ConflictPolicy = "cancel",
+        claimed: bool = True,
     ) -> str | None:
         now = time.monotonic()
         self._purge(now)
@@ -172,14 +175,26 @@ class MemoryStreamStore(StreamStore):
             owner=owner,
             format=format,
             ttl=ttl,
+            lease=lease,
             lease_until=now + lease,
             expires_at=now + lease + ttl,
+            claimed=claimed,
             nbytes=_EVENT_OVERHEAD,
         )
         self._nbytes += _EVENT_OVERHEAD
         if key is not None:
             self._keys[key] = stream_id
         return replaced
+
+    async def claim(self, stream_id: str) -> bool:
+        stream = self._get(stream_id)
+        now = time.monotonic()
+        if stream is None or stream.status != "running" or stream.claimed or stream.lease_until <= now:
+            return False
+        stream.claimed = True
+        stream.lease_until = now + stream.lease
+        stream.expires_at = now + stream.lease + stream.ttl
+        return True
 
     async def append(self, stream_id: str, events: Sequence[StreamEvent], *, lease: float) -> bool:
         stream = self._get(stream_id)
@@ -246,7 +261,14 @@ class MemoryStreamStore(StreamStore):
     @staticmethod
     def _info(stream_id: str, stream: _Stream) -> StreamInfo:
         return StreamInfo(
-            stream_id, stream.status, stream.last, stream.route, stream.key, stream.owner, stream.format
+            stream_id,
+            stream.status,
+            stream.last,
+            stream.route,
+            stream.key,
+            stream.owner,
+            stream.format,
+            stream.lease,
         )
 
     async def key_holder(self, key: str) -> str | None:

@@ -7,7 +7,8 @@ hash tag, so a stream's keys share a slot; a keyed stream's tag is its key's, se
   ``XRANGE (0-n +`` is "everything after position n" with no lookup table;
 - ``P:{T}:<id>:meta``: a hash with ``status``, ``last`` (newest position), ``lease`` (Redis server time in ms
   until which the producer is presumed alive), ``ttl`` (ms to keep the stream after it ends), ``route``,
-  ``key``, ``owner`` and ``format``;
+  ``key``, ``owner``, ``format``, ``hold`` (the lease's length, ms) and ``claimed`` (``0`` until a writer
+  takes over a stream opened for one);
 - ``P:{T}:<id>:notify``: a Pub/Sub channel; every write publishes the new last position, and
   ``P:{T}:<id>:end`` the terminal one (what a process that writes the stream listens to);
 - ``P:{T}:key:<key>``: the id of the key's running stream, in the same slot as all of the key's streams;
@@ -60,7 +61,7 @@ __all__ = ("RedisStreamStore",)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-_INFO_FIELDS = ("status", "last", "route", "key", "owner", "format")
+INFO_FIELDS = ("status", "last", "route", "key", "owner", "format", "hold")
 _READ_ALL = 1 << 62  # "no byte limit" for the read script
 
 
@@ -71,8 +72,8 @@ def _script(name: str) -> Script:
     return Script(name.removeprefix("_redis_").removesuffix(".lua"), text, sha)
 
 
-_CREATE, _APPEND, _FINISH, _READ, _SLOTS = (
-    _script(f"_redis_{name}.lua") for name in ("create", "append", "finish", "read", "slots")
+CREATE, CLAIM, APPEND, FINISH, READ, SLOTS = (
+    _script(f"_redis_{name}.lua") for name in ("create", "claim", "append", "finish", "read", "slots")
 )
 
 
@@ -109,6 +110,57 @@ def _events_of(entries: Any) -> list[StreamEvent]:
         position = int(_text(entry_id).partition("-")[2])
         events.append(StreamEvent(position, _text(data), None if name is None else _text(name)))
     return events
+
+
+# -- what every writer of the layout shares (this store, and SyncStreamWriter on redis-py's sync client) --
+
+
+def names_of(key_prefix: str, stream_id: str) -> tuple[str, str, str]:
+    """A stream's base (prefix and slot tag), events key and meta key."""
+    base = f"{key_prefix}:{{{stream_tag(stream_id)}}}"
+    return base, f"{base}:{stream_id}:events", f"{base}:{stream_id}:meta"
+
+
+def channel_of(key_prefix: str, stream_id: str, *, ends_only: bool = False) -> str:
+    return f"{key_prefix}:{{{stream_tag(stream_id)}}}:{stream_id}:{'end' if ends_only else 'notify'}"
+
+
+def append_args(
+    base: str, stream_id: str, sharded: str, events: Sequence[StreamEvent], lease: float
+) -> list[Any]:
+    """The append script's arguments (see _redis_append.lua)."""
+    args: list[Any] = [_ms(lease), base, stream_id, sharded, events[0].position if events else 0]
+    for event in events:
+        args.append(event.event or "")
+        args.append(event.data)
+    return args
+
+
+def finish_args(
+    base: str, stream_id: str, status: TerminalStatus, message: str | None, *, sharded: str, if_expired: bool
+) -> list[Any]:
+    """The finish script's arguments (see _redis_finish.lua)."""
+    return [base, stream_id, status, terminal_data(status, message), "1" if if_expired else "0", sharded]
+
+
+def info_of(stream_id: str, fields: list[Any]) -> StreamInfo | None:
+    """A stream's info from its meta hash's ``INFO_FIELDS``; None for no stream."""
+    status, last, route, key, owner, format_name, hold = fields
+    if status is None:
+        return None
+    status_text: StreamStatus = _text(status)  # type: ignore[assignment] # only scripts write it
+    key_text = _text(key) if key is not None else ""
+    owner_text = _text(owner) if owner is not None else ""
+    return StreamInfo(
+        stream_id,
+        status_text,
+        int(last),
+        _text(route) if route is not None else "",
+        key_text or None,
+        owner_text[1:] if owner_text else None,
+        _text(format_name) if format_name is not None else "sse",
+        int(hold) / 1000 if hold is not None else 0.0,
+    )
 
 
 class RedisStreamStore(StreamStore):
@@ -193,34 +245,14 @@ class RedisStreamStore(StreamStore):
 
     # -- names --
 
-    def _base(self, stream_id: str) -> str:
-        return f"{self.key_prefix}:{{{stream_tag(stream_id)}}}"
-
     def _names(self, stream_id: str) -> tuple[str, str, str]:
         """The stream's base, events key and meta key."""
-        base = self._base(stream_id)
-        return base, f"{base}:{stream_id}:events", f"{base}:{stream_id}:meta"
+        return names_of(self.key_prefix, stream_id)
 
     def channel(self, stream_id: str, *, ends_only: bool = False) -> str:
-        return f"{self._base(stream_id)}:{stream_id}:{'end' if ends_only else 'notify'}"
+        return channel_of(self.key_prefix, stream_id, ends_only=ends_only)
 
-    @staticmethod
-    def _info(stream_id: str, fields: list[Any]) -> StreamInfo | None:
-        status, last, route, key, owner, format_name = fields
-        if status is None:
-            return None
-        status_text: StreamStatus = _text(status)  # type: ignore[assignment] # only scripts write it
-        key_text = _text(key) if key is not None else ""
-        owner_text = _text(owner) if owner is not None else ""
-        return StreamInfo(
-            stream_id,
-            status_text,
-            int(last),
-            _text(route),
-            key_text or None,
-            owner_text[1:] if owner_text else None,
-            _text(format_name) if format_name is not None else "sse",
-        )
+    _info = staticmethod(info_of)
 
     # -- writes --
 
@@ -236,6 +268,7 @@ class RedisStreamStore(StreamStore):
         owner: str | None = None,
         format: str = "sse",  # noqa: A002 - the stream's format name
         on_conflict: ConflictPolicy = "cancel",
+        claimed: bool = True,
     ) -> str | None:
         base, _, meta = self._names(stream_id)
         keys = [meta] if key is None else [meta, f"{base}:key:{key}"]
@@ -253,27 +286,30 @@ class RedisStreamStore(StreamStore):
             terminal_data("cancelled"),
             terminal_data("interrupted"),
             self._sharded,
+            "1" if claimed else "0",
         ]
-        outcome, other = (_text(part) for part in await self._calls.call(_CREATE, keys, args))
+        outcome, other = (_text(part) for part in await self._calls.call(CREATE, keys, args))
         if outcome == "exists":
             raise StreamExistsError(stream_id)
         if outcome == "conflict":
             raise KeyConflictError(other)
         return other or None
 
+    @_unavailable_on_error
+    async def claim(self, stream_id: str) -> bool:
+        _, events_key, meta = self._names(stream_id)
+        return bool(int(await self._calls.call(CLAIM, [events_key, meta], [])))
+
     async def append(self, stream_id: str, events: Sequence[StreamEvent], *, lease: float) -> bool:
         # The hot path: no decorator (a frame less per call); the same mapping of errors, inline.
         base, events_key, meta = self._names(stream_id)
-        args: list[Any] = [_ms(lease), base, stream_id, self._sharded, events[0].position if events else 0]
-        for event in events:
-            args.append(event.event or "")
-            args.append(event.data)
+        args = append_args(base, stream_id, self._sharded, events, lease)
         watched = self._watches.get(stream_id)
         last = events[-1].position if events else 0
         if watched is not None:
             watched.appending = max(watched.appending, last)
         try:
-            status = _text(await self._calls.call(_APPEND, [events_key, meta], args))
+            status = _text(await self._calls.call(APPEND, [events_key, meta], args))
         except BaseException as exc:
             if watched is not None:
                 self._watches.catch_up(watched)  # a notification skipped for this write is read now
@@ -299,15 +335,10 @@ class RedisStreamStore(StreamStore):
         only_if_lease_expired: bool = False,
     ) -> StreamInfo | None:
         base, events_key, meta = self._names(stream_id)
-        args = [
-            base,
-            stream_id,
-            status,
-            terminal_data(status, message),
-            "1" if only_if_lease_expired else "0",
-            self._sharded,
-        ]
-        fields = await self._calls.call(_FINISH, [events_key, meta], args)
+        args = finish_args(
+            base, stream_id, status, message, sharded=self._sharded, if_expired=only_if_lease_expired
+        )
+        fields = await self._calls.call(FINISH, [events_key, meta], args)
         info = None if fields is None else self._info(stream_id, fields)
         watched = self._watches.get(stream_id)
         if info is not None and watched is not None and watched.hi < info.last_position:
@@ -321,7 +352,7 @@ class RedisStreamStore(StreamStore):
     ) -> tuple[list[StreamEvent], int]:
         """Events after ``position`` (within ``max_bytes``), and the stream's last position (-1: gone)."""
         _, events_key, meta = self._names(stream_id)
-        last, entries = await self._calls.call(_READ, [events_key, meta], [position, limit, max_bytes])
+        last, entries = await self._calls.call(READ, [events_key, meta], [position, limit, max_bytes])
         return _events_of(entries), int(last)
 
     @_unavailable_on_error
@@ -344,7 +375,7 @@ class RedisStreamStore(StreamStore):
     @_unavailable_on_error
     async def info(self, stream_id: str) -> StreamInfo | None:
         _, _, meta = self._names(stream_id)
-        fields = await self.redis.hmget(meta, list(_INFO_FIELDS))
+        fields = await self.redis.hmget(meta, list(INFO_FIELDS))
         return self._info(stream_id, fields)
 
     @_unavailable_on_error
@@ -359,17 +390,17 @@ class RedisStreamStore(StreamStore):
 
     @_unavailable_on_error
     async def take_slot(self, counter: str, member: str, limit: int, *, ttl: float) -> bool:
-        taken = await self._calls.call(_SLOTS, [self._counter(counter)], ["take", _ms(ttl), limit, member])
+        taken = await self._calls.call(SLOTS, [self._counter(counter)], ["take", _ms(ttl), limit, member])
         return bool(int(taken))
 
     @_unavailable_on_error
     async def renew_slots(self, counter: str, members: Sequence[str], *, ttl: float) -> None:
         if members:
-            await self._calls.call(_SLOTS, [self._counter(counter)], ["renew", _ms(ttl), 0, *members])
+            await self._calls.call(SLOTS, [self._counter(counter)], ["renew", _ms(ttl), 0, *members])
 
     @_unavailable_on_error
     async def drop_slot(self, counter: str, member: str) -> None:
-        await self._calls.call(_SLOTS, [self._counter(counter)], ["drop", 0, 0, member])
+        await self._calls.call(SLOTS, [self._counter(counter)], ["drop", 0, 0, member])
 
     # -- watching --
 

@@ -17,16 +17,18 @@ leases and TTLs of a few tens of milliseconds; they do not assert on wall time.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable
 from typing import ClassVar, TypeVar
 
 import pytest
 import pytest_asyncio
 
-from litestar_resumable._errors import KeyConflictError, StreamExistsError
+from litestar_resumable._errors import KeyConflictError, StreamClosedError, StreamExistsError
 from litestar_resumable._events import StreamEvent
 from litestar_resumable._ids import new_stream_id
 from litestar_resumable._store.base import StreamStore
+from litestar_resumable._writer import StreamWriter
 
 __all__ = ("StoreContract",)
 
@@ -68,9 +70,12 @@ class StoreContract:
         lease: float = LEASE,
         ttl: float = TTL,
         owner: str | None = None,
+        claimed: bool = True,
     ) -> str:
         stream_id = new_stream_id(key)
-        await store.create(stream_id, route=self.route, key=key, lease=lease, ttl=ttl, owner=owner)
+        await store.create(
+            stream_id, route=self.route, key=key, lease=lease, ttl=ttl, owner=owner, claimed=claimed
+        )
         return stream_id
 
     # -- creating --
@@ -307,6 +312,86 @@ class StoreContract:
         assert len(running) == 1
         assert await store.key_holder("chat") == running[0]
         assert sorted(info.status for info in infos if info is not None) == ["cancelled"] * 19 + ["running"]
+
+    # -- writers elsewhere: claims, and StreamWriter on this store --
+
+    async def test_one_of_concurrent_claims_takes_an_opened_stream(
+        self, store: StreamStore, peer_store: StreamStore
+    ) -> None:
+        sid = await self.make(store, claimed=False)
+        barrier = asyncio.Barrier(10)
+
+        async def claim(index: int) -> bool:
+            await barrier.wait()
+            return await (store if index % 2 else peer_store).claim(sid)
+
+        assert sum(await _within(asyncio.gather(*(claim(i) for i in range(10))))) == 1
+        assert not await store.claim(sid)  # taken: a later writer is refused too
+
+    async def test_a_claim_renews_the_lease(self, store: StreamStore) -> None:
+        sid = await self.make(store, lease=0.3, claimed=False)
+        await asyncio.sleep(0.2)  # waits out most of the lease; the claim must renew it
+        assert await store.claim(sid)
+        await asyncio.sleep(0.2)
+        info = await store.finish(sid, "interrupted", only_if_lease_expired=True)
+        assert info is not None
+        assert (info.status, info.lease) == ("running", 0.3)
+
+    async def test_an_ended_or_unclaimed_stream_cannot_be_claimed(self, store: StreamStore) -> None:
+        running = await self.make(store)  # a producer's stream: claimed at creation
+        ended = await self.make(store, claimed=False)
+        await store.finish(ended, "cancelled")
+        lapsed = await self.make(store, lease=0.01, claimed=False)
+        await asyncio.sleep(0.05)  # no writer claimed it within its lease
+        for sid in (running, ended, lapsed, new_stream_id(None)):
+            assert not await store.claim(sid)
+        statuses = [info.status for info in [await store.info(running), await store.info(ended)] if info]
+        assert statuses == ["running", "cancelled"]
+
+    async def test_a_second_writer_is_refused_and_the_first_goes_on(
+        self, store: StreamStore, peer_store: StreamStore
+    ) -> None:
+        sid = await self.make(store, claimed=False)
+        async with StreamWriter(store, sid) as first:
+            await first.write("a")
+            with pytest.raises(StreamClosedError, match="another writer has claimed it"):
+                async with StreamWriter(peer_store, sid):
+                    pytest.fail("a second writer entered")
+            await first.write("b")
+        assert [e.data for e in await store.read_after(sid, 0, limit=10)] == ["a", "b", '{"status":"done"}']
+
+    async def test_a_writer_after_the_end_is_refused_and_changes_nothing(self, store: StreamStore) -> None:
+        sid = await self.make(store, claimed=False)
+        await store.finish(sid, "cancelled")
+        with pytest.raises(StreamClosedError, match="it has ended"):
+            async with StreamWriter(store, sid) as writer:
+                await writer.write("late")
+        info = await store.info(sid)
+        assert info is not None
+        assert (info.status, info.last_position) == ("cancelled", 1)
+
+    async def test_a_writer_that_was_blocked_past_its_lease_stops(self, store: StreamStore) -> None:
+        sid = await self.make(store, lease=0.2, claimed=False)
+        async with StreamWriter(store, sid) as writer:
+            await writer.write("before")
+            await _within(self._stored(store, sid, 1))
+            time.sleep(0.4)  # noqa: ASYNC251 - the writer's loop is blocked (sync code in a worker), no renewal
+            info = await store.finish(
+                sid, "interrupted", only_if_lease_expired=True
+            )  # a reader gives up on it
+            assert info is not None
+            assert info.status == "interrupted"
+            await _within(writer.wait_cancelled())  # it hears of the end, or its renewal is refused
+            with pytest.raises(StreamClosedError):
+                await writer.write("after")
+        events = await store.read_after(sid, 0, limit=10)
+        assert [e.data for e in events] == ["before", '{"status":"interrupted"}']
+
+    @staticmethod
+    async def _stored(store: StreamStore, sid: str, position: int) -> None:
+        async with store.watch(sid) as watch:
+            while (info := await store.info(sid)) is not None and info.last_position < position:
+                await watch.wait(info.last_position, 1.0)
 
     # -- counters (shared limits) --
 
