@@ -48,7 +48,7 @@ from litestar_resumable._ids import key_tag, stream_tag
 from litestar_resumable._store._redis_calls import Script, ScriptCalls
 from litestar_resumable._store._redis_pubsub import ClassicSubscriber, ShardedSubscriber
 from litestar_resumable._store._redis_watch import Watches
-from litestar_resumable._store.base import StreamStore
+from litestar_resumable._store.base import StreamStore, take_within
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -363,7 +363,7 @@ class RedisStreamStore(StreamStore):
         if watched is not None:
             cached = watched.slice_after(position, limit)
             if cached is not None:
-                return cached
+                return take_within(cached, max_bytes)
         events, _ = await self.read(stream_id, position, limit, _READ_ALL if max_bytes is None else max_bytes)
         return events
 

@@ -146,6 +146,16 @@ class StoreContract:
             5,
         ]
 
+    async def test_reads_of_a_watched_stream_are_bounded_in_bytes(self, store: StreamStore) -> None:
+        # Regression: the Redis store's window of recent events (what a watched stream's readers read)
+        # ignored max_bytes.
+        sid = await self.make(store)
+        async with store.watch(sid) as watch:
+            assert await store.append(sid, _events(1, "x" * 100, "y" * 100, "z" * 100), lease=LEASE)
+            assert await _within(watch.wait(0, 5.0))
+            assert [e.position for e in await store.read_after(sid, 0, limit=10, max_bytes=250)] == [1, 2]
+            assert [e.position for e in await store.read_after(sid, 2, limit=10, max_bytes=10)] == [3]
+
     async def test_data_and_event_names_round_trip(self, store: StreamStore) -> None:
         sid = await self.make(store)
         texts = ["", "line1\nline2", "crlf\r\nand cr\r", "ünïcødé ✓ 🚀", '{"json": [1, 2]}', " leading space"]
