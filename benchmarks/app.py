@@ -2,11 +2,23 @@
 
 - ``BENCH_STORE``: ``memory`` (default) or ``redis``;
 - ``BENCH_REDIS_URL`` and ``BENCH_KEY_PREFIX``: the Redis store's URL and this run's own key prefix;
+- ``BENCH_REDIS_CLUSTER=1``: the URL names a node of a Redis Cluster (``from_url(url, cluster=True)``);
+- ``BENCH_REPLICAS``: the store's ``replicas`` (a write counts once that many replicas have it; 0 default);
 - ``BENCH_TTL``: seconds an ended stream stays readable (short, so a crashed run leaves little behind).
 
-With the Redis store, every command the store's client sends (each one a round trip: the store does not
-pipeline) is counted by name, and ``GET /bench/redis-calls`` answers the counts. INFO commandstats counts
-the commands that the Lua scripts run as well, and cannot tell a client's ``HMGET`` from a script's.
+With the Redis store, ``GET /bench/redis-calls`` answers what this process has sent to Redis, as one
+flat mapping of counters:
+
+- ``<command>`` (``hget``, ``hmget``, ``subscribe``, ...): the commands the store's client and its Pub/Sub
+  connections send one by one, each a round trip;
+- ``pipelines``: the store's pipelines of script calls (``ScriptCalls.pipelines``): one round trip each on
+  a standalone Redis; on a cluster one per shard it touches, sent in parallel, counted in
+  ``shard_pipelines``;
+- ``script:<name>`` (``create``, ``append``, ``finish``, ``read``): the script calls inside those pipelines
+  (``ScriptCalls.calls``); ``script:read`` is the store's read of a stream (the Lua read script).
+
+Round trips are the ``<command>`` counters plus ``pipelines``. INFO commandstats counts the commands the
+Lua scripts run as well, and cannot tell a client's ``HMGET`` from a script's.
 
 Both streaming routes run the same generator: ``/plain`` through Litestar's own ``ServerSentEvent`` (the
 baseline: no ids, no store, the generator runs in the request), ``/tee`` through ``@resumable``. Every
@@ -30,10 +42,12 @@ from litestar.response import ServerSentEvent
 from litestar_resumable import MemoryStreamStore, RedisStreamStore, ResumablePlugin, StreamStore, resumable
 
 REDIS_CALLS: Counter[str] = Counter()
+"""Commands sent one by one (each a round trip), and shard_pipelines (a cluster's pipelines, per shard)."""
 
 
 def _count_calls(store: RedisStreamStore) -> None:
-    """Count every command the store's client and its Pub/Sub send (one Counter update per call)."""
+    """Count every command the store's client and its Pub/Sub send one by one (one Counter update per call),
+    and on a cluster how many shards each pipeline of script calls goes to."""
     from redis.asyncio.client import PubSub  # noqa: PLC0415 - only with the Redis store
 
     client_execute = store.redis.execute_command
@@ -49,6 +63,29 @@ def _count_calls(store: RedisStreamStore) -> None:
 
     store.redis.execute_command = client_call  # type: ignore[method-assign]
     PubSub.execute_command = pubsub_call  # type: ignore[method-assign]
+    if store.cluster:
+        calls = store._calls  # noqa: SLF001 - the benchmarks read the store's own counters
+        pipeline = calls._pipeline  # noqa: SLF001
+
+        async def per_shard(batch: list[Any]) -> list[Any]:
+            results = await pipeline(batch)
+            try:
+                nodes = {store.redis.get_node_from_key(call.keys[0]).name for call in batch}  # type: ignore[union-attr]
+            except Exception:  # noqa: BLE001 - a map of slots not yet loaded: count the pipeline once
+                nodes = {None}
+            REDIS_CALLS["shard_pipelines"] += len(nodes)
+            return results
+
+        calls._pipeline = per_shard  # type: ignore[method-assign] # noqa: SLF001
+
+
+def redis_counters(store: RedisStreamStore) -> dict[str, int]:
+    """The counters of ``GET /bench/redis-calls`` (see the module's docstring)."""
+    calls = store._calls  # noqa: SLF001 - the benchmarks read the store's own counters
+    counters = dict(REDIS_CALLS)
+    counters["pipelines"] = calls.pipelines
+    counters.update({f"script:{name}": count for name, count in calls.calls.items()})
+    return counters
 
 
 STORE: list[StreamStore] = []
@@ -58,7 +95,9 @@ def _store() -> StreamStore:
     if os.environ.get("BENCH_STORE", "memory") == "redis":
         store = RedisStreamStore.from_url(
             os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            cluster=os.environ.get("BENCH_REDIS_CLUSTER") == "1",
             key_prefix=os.environ.get("BENCH_KEY_PREFIX", "bench"),
+            replicas=int(os.environ.get("BENCH_REPLICAS", "0")),
         )
         _count_calls(store)
         STORE.append(store)
@@ -105,8 +144,10 @@ def noop() -> str:
 
 @get("/bench/redis-calls", sync_to_thread=False)
 def redis_calls() -> dict[str, int]:
-    """The commands this process's store has sent to Redis so far, by name."""
-    return dict(REDIS_CALLS)
+    """What this process's store has sent to Redis so far: commands by name, pipelines, script calls."""
+    if not STORE or not isinstance(STORE[0], RedisStreamStore):
+        return {}
+    return redis_counters(STORE[0])
 
 
 @get("/bench/pool", sync_to_thread=False)
@@ -114,6 +155,19 @@ def pool() -> dict[str, Any]:
     """The Redis store's connection pool: connections in use, idle, and its cap."""
     if not STORE or not isinstance(STORE[0], RedisStreamStore):
         return {}
+    if STORE[0].cluster:
+        nodes = STORE[0].redis.get_nodes()  # type: ignore[union-attr]
+        return {
+            "class": "RedisCluster",
+            "nodes": {
+                node.name: {
+                    "max_connections": node.max_connections,
+                    "in_use": len(node._connections) - len(node._free),  # noqa: SLF001
+                    "idle": len(node._free),  # noqa: SLF001
+                }
+                for node in nodes
+            },
+        }
     connections = STORE[0].redis.connection_pool
     return {
         "class": type(connections).__name__,

@@ -164,6 +164,14 @@ class Server:
     def rss_mib(self) -> float:
         return float(psutil.Process(self.pid).memory_info().rss) / 2**20
 
+    def local_ports_by_remote(self, ports: set[int]) -> dict[int, set[int]]:
+        """This process's local ports of its TCP connections to each of ``ports`` (Redis nodes, say)."""
+        found: dict[int, set[int]] = {port: set() for port in ports}
+        for conn in psutil.Process(self.pid).net_connections(kind="tcp"):
+            if conn.raddr and conn.raddr.port in found:
+                found[conn.raddr.port].add(conn.laddr.port)
+        return found
+
     def local_ports_to(self, port: int) -> set[int]:
         """This process's local ports of its TCP connections to ``port`` (Redis, say)."""
         return {

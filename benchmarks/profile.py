@@ -2,11 +2,14 @@
 
     python -m benchmarks.profile --store memory --workload concurrency --streams 500
     python -m benchmarks.profile --store redis --workload tee --chunks 100000 --tool pyinstrument
+    python -m benchmarks.profile --store redis --cluster --replicas 1 --workload concurrency --streams 500
 
 ``--tool py-spy`` (default) samples the uvicorn process from outside (``py-spy record``, raw collapsed
 stacks) and prints where the time goes: by package, by function (self and total) and the library's own
 functions. ``--tool pyinstrument`` runs pyinstrument inside the server (``BENCH_PYINSTRUMENT``) and
-writes its text and HTML reports. Output goes to ``benchmarks/results/profiles/`` (not kept in git).
+writes its text and HTML reports. ``--cluster`` runs the Redis store on a local Redis Cluster of its own
+(3 masters, 1 replica each; ``--replicas`` is the store's ``replicas``). Output goes to
+``benchmarks/results/profiles/`` (not kept in git).
 """
 
 from __future__ import annotations
@@ -17,11 +20,23 @@ import collections
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from benchmarks.harness import BENCH_DIR, Server, ServerConfig, redis_probe, run_clients, running, stream
+from benchmarks.cluster import cluster_class
+from benchmarks.harness import (
+    BENCH_DIR,
+    Server,
+    ServerConfig,
+    redis_probe,
+    run_clients,
+    running,
+    stream,
+    stream_problems,
+)
 from benchmarks.scenarios import start_producer
 
 PROFILES = BENCH_DIR / "results" / "profiles"
@@ -87,14 +102,18 @@ async def _workload(args: argparse.Namespace, server: Server) -> None:
     if args.workload == "tee":
         await run_clients([stream(server.port, f"/tee?n={args.chunks}")], deadline=time.time() + 300)
     elif args.workload == "concurrency":
-        rate = 20.0
+        rate = args.rate
         chunks = int(rate * args.seconds) + 1
         t0 = time.time() + 0.5
         streams = [
-            stream(server.port, f"/tee?n={chunks}&rate={rate}", start_at=t0 + i / args.streams, tag=i)
+            stream(
+                server.port, f"/tee?n={chunks}&rate={rate}", start_at=t0 + args.ramp * i / args.streams, tag=i
+            )
             for i in range(args.streams)
         ]
-        await run_clients(streams, processes=2, deadline=t0 + chunks / rate + 10)
+        result = await run_clients(streams, processes=2, deadline=t0 + args.ramp + chunks / rate + 10)
+        problems = stream_problems(result["streams"], chunks)
+        print(f"{len(problems)} of {args.streams} streams incomplete: {problems[:3]}")
     elif args.workload == "fanout":
         chunks = int(20 * args.seconds)
         producer, stream_id = await start_producer(
@@ -108,7 +127,7 @@ async def _workload(args: argparse.Namespace, server: Server) -> None:
 
 
 def _start_py_spy(pid: int, raw: Path) -> subprocess.Popen[bytes]:
-    spy = shutil.which("py-spy")
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if spy is None:
         raise SystemExit("py-spy is not installed: pip install -r benchmarks/requirements.txt")
     command = [spy, "record", "--pid", str(pid), "--rate", "250", "--format", "raw", "--output", str(raw)]
@@ -116,10 +135,30 @@ def _start_py_spy(pid: int, raw: Path) -> subprocess.Popen[bytes]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
+    if not args.cluster:
+        await _profile(args, {})
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as root:
+        cluster = cluster_class()(Path(root))
+        cluster.start()
+        try:
+            env = {
+                "BENCH_REDIS_URL": cluster.url,
+                "BENCH_REDIS_CLUSTER": "1",
+                "BENCH_REPLICAS": str(args.replicas),
+            }
+            await _profile(args, env)
+        finally:
+            cluster.stop()
+
+
+async def _profile(args: argparse.Namespace, extra: dict[str, str]) -> None:
     PROFILES.mkdir(parents=True, exist_ok=True)
     name = f"{args.store}-{args.workload}-{args.streams if args.workload != 'tee' else args.chunks}"
+    if extra:
+        name += f"-cluster-replicas{args.replicas}"
     prefix = f"bench-profile-{uuid.uuid4().hex[:8]}"
-    env = {"BENCH_STORE": args.store, "BENCH_KEY_PREFIX": prefix}
+    env = {"BENCH_STORE": args.store, "BENCH_KEY_PREFIX": prefix, **extra}
     if args.tool == "pyinstrument":
         env["BENCH_PYINSTRUMENT"] = str(PROFILES / name)
     server = Server("profiled", env=env, config=ServerConfig(http=args.http, loop=args.loop))
@@ -153,8 +192,14 @@ def main() -> None:
     parser.add_argument("--workload", choices=["tee", "concurrency", "fanout"], default="concurrency")
     parser.add_argument("--streams", type=int, default=500, help="streams (concurrency) or viewers (fanout)")
     parser.add_argument("--chunks", type=int, default=100_000, help="chunks of the tee workload")
-    parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--seconds", type=float, default=6.0, help="how long each stream lasts")
+    parser.add_argument("--rate", type=float, default=20.0, help="chunks/s of each stream (concurrency)")
+    parser.add_argument(
+        "--ramp", type=float, default=1.0, help="seconds over which streams start (concurrency)"
+    )
     parser.add_argument("--tool", choices=["py-spy", "pyinstrument"], default="py-spy")
+    parser.add_argument("--cluster", action="store_true", help="the Redis store on a local Redis Cluster")
+    parser.add_argument("--replicas", type=int, default=0, help="the store's replicas (with --cluster)")
     parser.add_argument("--http", default="httptools")
     parser.add_argument("--loop", default="uvloop")
     asyncio.run(main_async(parser.parse_args()))

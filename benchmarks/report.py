@@ -15,7 +15,12 @@ GOAL_ROUND_TRIPS = 0.1
 GOAL_CATCH_UP_RATIO = 1.3
 GOAL_CATCH_UP_BACKLOG = 10_000
 GOAL_LARGE_GROWTH_MIB = 64.0
-FANOUT_FLAT = 1.25  # "independent of viewers": the most XRANGE per chunk within 25% of the least
+GOAL_DELIVERED_STREAMS = 1000
+GOAL_DELIVERED_PER_S = 19_000
+GOAL_FAN_VIEWERS = 500
+GOAL_FAN_ROUND_TRIPS = 2.0
+REHEARSAL_DELIVERED = 0.99  # "holds": at least this share of the offered chunks delivered in the window
+FANOUT_FLAT = 1.25  # "independent of viewers": the most reads per chunk within 25% of the least
 BUSY_PCT = 10.0
 TIMES = "\u00d7"  # the multiplication sign
 DASH = "\u2013"  # an en dash: no value
@@ -47,10 +52,14 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         *_large_goal(results),
         *_tee_goal(results),
         *_latency_goals(results),
+        *_delivered_goal(results),
         *_round_trip_goal(results),
         *_catch_up_goals(results),
         *_fanout_goal(results),
+        *_fan_round_trip_goals(results),
         *_peer_goals(results),
+        *_cluster_goals(results),
+        *_rehearsal_goal(results),
     ]
 
 
@@ -100,12 +109,43 @@ def _latency_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _delivered_goal(results: dict[str, Any]) -> list[dict[str, Any]]:
+    points = [
+        p
+        for p in results.get("concurrency", {}).get("points", [])
+        if p["variant"] == "redis" and p["streams"] == GOAL_DELIVERED_STREAMS
+    ]
+    if not points:
+        return []
+    point = points[0]
+    goal = (
+        f"{_fmt(GOAL_DELIVERED_STREAMS)} streams {TIMES} 20 chunks/s deliver "
+        f"{GE} {_fmt(GOAL_DELIVERED_PER_S)} chunks/s (Redis store, one process)"
+    )
+    measured = (
+        f"{_fmt(point['delivered_per_s'])} of {_fmt(point['offered_per_s'])} chunks/s, "
+        f"p99 {_fmt(point['p99_ms'])} ms, server CPU {_fmt(point['server_cpu_pct'], 0)}%"
+    )
+    return [_goal(goal, measured, met=point["delivered_per_s"] >= GOAL_DELIVERED_PER_S)]
+
+
+def trips_text(trips: dict[str, Any]) -> str:
+    """Where round trips come from: ``pipelines (carrying script calls) + commands``, of ``round_trips``."""
+    scripts = ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(trips["scripts"].items()))
+    commands = " + ".join(f"{_fmt(v)} {k.upper()}" for k, v in sorted(trips["commands"].items()))
+    text = f"{_fmt(trips['pipelines'])} pipelines ({scripts or 'no script calls'})"
+    return f"{text} + {commands}" if commands else text
+
+
 def _round_trip_goal(results: dict[str, Any]) -> list[dict[str, Any]]:
     fast = results.get("redis_cost", {}).get("fast")
     if not fast:
         return []
     per_chunk = fast["round_trips_per_chunk"]
-    measured = f"{per_chunk} ({sum(fast['round_trips'].values())} for {_fmt(fast['chunks'])} chunks)"
+    trips = fast["round_trips"]
+    measured = (
+        f"{per_chunk} ({_fmt(trips['round_trips'])} for {_fmt(fast['chunks'])} chunks: {trips_text(trips)})"
+    )
     goal = f"{LE} {GOAL_ROUND_TRIPS} Redis round trips per chunk for a fast generator"
     return [_goal(goal, measured, met=per_chunk <= GOAL_ROUND_TRIPS)]
 
@@ -129,7 +169,9 @@ def _catch_up_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _fanout_goal(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows = [
-        r for r in results.get("fanout", {}).get("rows", []) if r["variant"] == "redis" and r["viewers"] > 1
+        r
+        for r in results.get("fanout", {}).get("rows", [])
+        if r["variant"] == "redis" and r["viewers"] > 1 and r.get("reads_per_chunk") is not None
     ]
     if not rows:
         return []
@@ -137,10 +179,47 @@ def _fanout_goal(results: dict[str, Any]) -> list[dict[str, Any]]:
     flat = max(values) <= FANOUT_FLAT * max(min(values), 1e-9)
     measured = (
         ", ".join(f"{r['viewers']} viewers: {r['reads_per_chunk']}" for r in rows)
-        + " XRANGE/chunk (both processes together)"
+        + " read-script calls per chunk (both processes together)"
     )
     note = "two processes, viewers split evenly; with 1 viewer the second process has no reader"
     return [_goal("Redis reads per chunk independent of viewers per process", measured, met=flat, note=note)]
+
+
+def fan_trips_text(row: dict[str, Any]) -> str:
+    """Where a fan-out run's round trips per chunk come from, process by process."""
+    parts = []
+    for name, trips in row["chunk_round_trips_by_process"].items():
+        viewers = row["viewers_by_process"].get(name)
+        parts.append(f"{name} ({viewers} viewers): {_fmt(trips['round_trips'], 3)} = {trips_text(trips)}")
+    return "; ".join(parts)
+
+
+def _fan_round_trip_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    rows = [
+        ("redis", r)
+        for r in results.get("fanout", {}).get("rows", [])
+        if r["variant"] == "redis" and r["viewers"] == GOAL_FAN_VIEWERS
+    ]
+    fan = results.get("cluster", {}).get("fanout")
+    if fan and fan.get("viewers") == GOAL_FAN_VIEWERS:
+        rows.append(("Redis Cluster", fan))
+    for where, row in rows:
+        if "chunk_round_trips_per_chunk" not in row:
+            continue
+        value = row["chunk_round_trips_per_chunk"]
+        goal = (
+            f"Redis round trips per chunk at {GOAL_FAN_VIEWERS} viewers (2 processes) "
+            f"{LE} {GOAL_FAN_ROUND_TRIPS:g} ({where})"
+        )
+        measured = f"{value} per chunk: {fan_trips_text(row)}"
+        note = (
+            f"counted over the middle of the stream ({row['chunk_round_trips_chunks']} chunks); from just "
+            f"before its first chunk to its end, {row.get('first_chunk_round_trips_per_chunk')} per chunk; "
+            f"with the viewers' attaching, {row['round_trips_per_chunk']} per chunk over the whole run"
+        )
+        out.append(_goal(goal, measured, met=value <= GOAL_FAN_ROUND_TRIPS, note=note))
+    return out
 
 
 def _peer_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -178,6 +257,81 @@ def _peer_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _cluster_goals(results: dict[str, Any]) -> list[dict[str, Any]]:
+    paced = results.get("cluster", {}).get("paced", {})
+    out = []
+    one, two = paced.get("one process, replicas=0"), paced.get("two processes, replicas=0")
+    if one:
+        goal = (
+            f"p99 added latency {LE} {GOAL_P99_MS:.0f} ms at {_fmt(one['streams'])} streams "
+            f"{TIMES} 20 chunks/s (Redis Cluster, one process)"
+        )
+        measured = (
+            f"{_fmt(one['p99_ms'])} ms ({_fmt(one['delivered_per_s'])} of "
+            f"{_fmt(one['offered_per_s'])} chunks/s delivered)"
+        )
+        out.append(_goal(goal, measured, met=one["p99_ms"] is not None and one["p99_ms"] <= GOAL_P99_MS))
+    if two:
+        per = two["streams"] // len(two["server_cpu_pct_by_process"])
+        goal = (
+            f"p99 added latency {LE} {GOAL_P99_MS:.0f} ms at {_fmt(per)} streams per process on 2 processes "
+            "(Redis Cluster)"
+        )
+        measured = (
+            f"{_fmt(two['p99_ms'])} ms ({_fmt(two['delivered_per_s'])} of "
+            f"{_fmt(two['offered_per_s'])} chunks/s delivered)"
+        )
+        out.append(_goal(goal, measured, met=two["p99_ms"] is not None and two["p99_ms"] <= GOAL_P99_MS))
+    wait = wait_cost(results)
+    if wait:
+        out.append(
+            _goal(
+                "the cost of replicas=1 (WAIT 1 after every write) on the cluster: reported",
+                wait["text"],
+                met=None,
+                note="what each setting promises: docs/scaling.md",
+            )
+        )
+    return out
+
+
+def wait_cost(results: dict[str, Any]) -> dict[str, Any]:
+    """replicas=0 vs replicas=1 on the cluster: tee throughput and paced p99, and a sentence of them."""
+    cluster = results.get("cluster", {})
+    tee = cluster.get("tee", {}).get("variants", {})
+    paced = cluster.get("paced", {})
+    zero, one = paced.get("one process, replicas=0"), paced.get("one process, replicas=1")
+    if "replicas=0" not in tee or "replicas=1" not in tee or not zero or not one:
+        return {}
+    t0, t1 = tee["replicas=0"]["events_per_s"], tee["replicas=1"]["events_per_s"]
+    ratio = round(t1 / t0, 2) if t0 else None
+    text = (
+        f"tee {_fmt(t1)} vs {_fmt(t0)} events/s ({ratio}{TIMES}); {_fmt(one['streams'])} paced streams: p99 "
+        f"{_fmt(one['p99_ms'])} vs {_fmt(zero['p99_ms'])} ms, delivered {_fmt(one['delivered_per_s'])} vs "
+        f"{_fmt(zero['delivered_per_s'])} chunks/s (replicas=1 vs 0)"
+    )
+    return {"tee_ratio": ratio, "text": text, "tee": (t0, t1), "paced": (zero, one)}
+
+
+def _rehearsal_goal(results: dict[str, Any]) -> list[dict[str, Any]]:
+    rehearsal = results.get("rehearsal", {})
+    point = rehearsal.get("point")
+    if not point:
+        return []
+    processes = len(point["server_cpu_pct_by_process"])
+    goal = (
+        f"rehearsal: {_fmt(point['streams'])} concurrent streams at {point['rate_per_stream']:g} chunk/s on "
+        f"{processes} processes and the 3-master cluster hold ({GE} {REHEARSAL_DELIVERED:.0%} delivered)"
+    )
+    share = point["delivered_per_s"] / point["offered_per_s"] if point["offered_per_s"] else 0.0
+    measured = (
+        f"{_fmt(point['delivered_per_s'])} of {_fmt(point['offered_per_s'])} chunks/s, "
+        f"p99 {_fmt(point['p99_ms'])} ms, "
+        f"{rehearsal['memory']['bytes_per_live_stream']:,} B of Redis per live stream"
+    )
+    return [_goal(goal, measured, met=share >= REHEARSAL_DELIVERED, note="figures in docs/scaling.md")]
+
+
 # -- markdown --
 
 
@@ -185,10 +339,6 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(_fmt(cell) for cell in row) + " |" for row in rows]
     return [*lines, ""]
-
-
-def _calls(calls: dict[str, int]) -> str:
-    return ", ".join(f"{k} {v}" for k, v in calls.items())
 
 
 def _ratios(values: dict[str, Any]) -> str:
@@ -204,7 +354,9 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _cost_section(results.get("redis_cost", {}))
     lines += _resume_section(results.get("resume", {}))
     lines += _fanout_section(results.get("fanout", {}))
-    for name in ("large", "tee", "concurrency", "redis_cost", "resume", "fanout"):
+    lines += _cluster_section(results.get("cluster", {}))
+    lines += _rehearsal_section(results.get("rehearsal", {}))
+    for name in ("large", "tee", "concurrency", "redis_cost", "resume", "fanout", "cluster", "rehearsal"):
         if "error" in results.get(name, {}):
             lines += [f"**{name} failed**: `{results[name]['error']}`", ""]
     return "\n".join(lines)
@@ -340,12 +492,12 @@ def _cost_section(cost: dict[str, Any]) -> list[str]:
     rows = [
         [
             f"round trips per chunk, fast generator ({fast['chunks']:,} chunks)",
-            f"{fast['round_trips_per_chunk']} ({_calls(fast['round_trips'])})",
+            f"{fast['round_trips_per_chunk']} ({trips_text(fast['round_trips'])})",
         ],
         ["commands per chunk incl. inside Lua, fast generator", fast["commands_per_chunk_incl_lua"]],
         [
             f"round trips per chunk, paced ({paced['chunks']} chunks at {paced['rate']}/s)",
-            f"{paced['round_trips_per_chunk']} ({_calls(paced['round_trips'])})",
+            f"{paced['round_trips_per_chunk']} ({trips_text(paced['round_trips'])})",
         ],
         ["commands per chunk incl. inside Lua, paced", paced["commands_per_chunk_incl_lua"]],
         [
@@ -407,41 +559,190 @@ def _fanout_section(fan: dict[str, Any]) -> list[str]:
         "serving that many clients. The memory store has one process only."
     )
     lines = [title, "", text, ""]
-    header = [
-        "viewers",
-        "variant",
-        "reads/chunk (by process)",
-        "round trips/chunk",
-        "Redis cmds/chunk incl. Lua",
-    ]
-    header += ["p50 ms", "p99 ms", "CPU % by process", "delivered / expected"]
-    rows = []
-    for r in fan["rows"]:
-        reads = DASH
-        if "reads_command" in r:
-            by_process = _ratios(r["reads_per_chunk_by_process"])
-            reads = f"{r['reads_command'].upper()} {r['reads_per_chunk']} ({by_process})"
-        rows.append(
-            [
-                r["viewers"],
-                VARIANTS[r["variant"]],
-                reads,
-                r.get("round_trips_per_chunk"),
-                r.get("redis_commands_per_chunk_incl_lua"),
-                r["p50_ms"],
-                r["p99_ms"],
-                _ratios(r["cpu_pct"]),
-                f"{r['delivered_events']:,} / {r['expected_events']:,}",
-            ]
-        )
-    lines += _table(header, rows)
+    lines += _table(_FAN_HEADER, [_fan_row(r) for r in fan["rows"]])
     note = (
-        "Reads: the commands that carry a chunk to the viewers' processes: XRANGE for this library (one per "
-        "notification per process, shared by its viewers), PUBLISH for resumable-stream (one per chunk per "
-        "viewer). Round trips are counted by each server process itself; commands incl. Lua come from INFO "
-        "commandstats and include any other client of the same Redis."
+        "Reads: what carries a chunk to the viewers' processes: for this library the read script (one call "
+        "per notification per process, shared by its viewers; the producer's process reads nothing, its "
+        "writes' replies feed its viewers), for resumable-stream a PUBLISH per chunk per viewer. Round trips "
+        "are counted by each server process itself: the commands it sends one by one, and its pipelines of "
+        "script calls; mid-stream from 0.5 s after the first chunk to 0.5 s before the last (reads per chunk "
+        "too), from the first chunk to the end (the stream's end included), and over the whole run (each "
+        "viewer's attaching included). Commands incl. Lua come from INFO commandstats and include any other "
+        "client of the same Redis."
     )
-    return [*lines, note, ""]
+    lines += [note, ""]
+    rows = [r for r in fan["rows"] if "chunk_round_trips_by_process" in r and r["viewers"] > 1]
+    if rows:
+        lines += ["Where the round trips per chunk come from, mid-stream:", ""]
+        lines += [f"- {r['viewers']} viewers: {fan_trips_text(r)}" for r in rows]
+        lines += [""]
+    return lines
+
+
+_FAN_HEADER = [
+    "viewers",
+    "variant",
+    "reads/chunk (by process)",
+    "round trips/chunk: mid-stream",
+    "from the first chunk",
+    "whole run",
+    "Redis cmds/chunk incl. Lua",
+    "p50 ms",
+    "p99 ms",
+    "CPU % by process",
+    "delivered / expected",
+]
+
+
+def _fan_row(r: dict[str, Any]) -> list[Any]:
+    reads = DASH
+    if "reads_command" in r:
+        by_process = _ratios(r["reads_per_chunk_by_process"])
+        reads = f"{r['reads_command']} {r['reads_per_chunk']} ({by_process})"
+    return [
+        r["viewers"],
+        VARIANTS[r["variant"]],
+        reads,
+        r.get("chunk_round_trips_per_chunk"),
+        r.get("first_chunk_round_trips_per_chunk"),
+        r.get("round_trips_per_chunk"),
+        r.get("redis_commands_per_chunk_incl_lua"),
+        r["p50_ms"],
+        r["p99_ms"],
+        _ratios(r["cpu_pct"]),
+        f"{r['delivered_events']:,} / {r['expected_events']:,}",
+    ]
+
+
+def _cluster_section(cluster: dict[str, Any]) -> list[str]:
+    if "paced" not in cluster:
+        return []
+    lines = [
+        "## 6. Redis Cluster: 3 masters, 1 replica each (local), processes seeded with different nodes",
+        "",
+    ]
+    header = ["streams", "setup", "delivered/s", "offered/s", "p50 ms", "p99 ms", "max ms"]
+    header += ["server CPU % by process", "Redis CPU % (6 nodes)", "client CPU %", "round trips/s by process"]
+    rows = [
+        [
+            p["streams"],
+            label,
+            p["delivered_per_s"],
+            p["offered_per_s"],
+            p["p50_ms"],
+            p["p99_ms"],
+            p["max_ms"],
+            _ratios(p["server_cpu_pct_by_process"]),
+            p["redis_cpu_pct"],
+            p["client_cpu_pct"],
+            _ratios(p.get("round_trips_per_s_by_process", {})),
+        ]
+        for label, p in cluster["paced"].items()
+    ]
+    lines += _table(header, rows)
+    if "fanout" in cluster:
+        lines += ["Fan-out on the cluster (one stream, viewers on 2 processes):", ""]
+        lines += _table(_FAN_HEADER, [_fan_row(cluster["fanout"])])
+    if "chunk_round_trips_by_process" in cluster.get("fanout", {}):
+        lines += [
+            f"Where the round trips per chunk come from, mid-stream: {fan_trips_text(cluster['fanout'])}.",
+            "",
+        ]
+    tee = cluster.get("tee", {}).get("variants", {})
+    if tee:
+        lines += [
+            (
+                f"Tee on the cluster (one stream of {cluster['tee']['chunks']:,} chunks, median of "
+                f"{cluster['tee']['repeats']}):"
+            ),
+            "",
+        ]
+        lines += _table(
+            ["store setting", "events/s", "server CPU \u00b5s/event"],
+            [[name, v["events_per_s"], v["server_cpu_us_per_event"]] for name, v in tee.items()],
+        )
+    if "connections" in cluster:
+        counts = "; ".join(f"{name}: {_ratios(by_node)}" for name, by_node in cluster["connections"].items())
+        lines += [f"Connections of each process to each node (port) at the end: {counts}.", ""]
+    return lines
+
+
+def _rehearsal_section(rehearsal: dict[str, Any]) -> list[str]:
+    if "point" not in rehearsal:
+        return []
+    p, shards, memory = rehearsal["point"], rehearsal["shards"], rehearsal["memory"]
+    load = rehearsal["load"]
+    lines = [
+        (
+            f"## 7. Rehearsal: {p['streams']:,} streams at {load['rate']:g} chunk/s on 2 processes "
+            "and the 3-master cluster"
+        ),
+        "",
+        f"Started over {load['ramp']:g} s, measured over {load['window']:g} s once all were open.",
+        "",
+    ]
+    lines += _table(
+        [
+            *["delivered/s", "offered/s", "p50 ms", "p99 ms", "max ms", "server CPU % by process"],
+            *["Redis CPU %", "client CPU %", "incomplete streams"],
+        ],
+        [
+            [
+                p["delivered_per_s"],
+                p["offered_per_s"],
+                p["p50_ms"],
+                p["p99_ms"],
+                p["max_ms"],
+                _ratios(p["server_cpu_pct_by_process"]),
+                p["redis_cpu_pct"],
+                p["client_cpu_pct"],
+                p["incomplete_streams"],
+            ]
+        ],
+    )
+    lines += _table(
+        [
+            "master (port)",
+            "commands/s incl. Lua",
+            "EVALSHA/s",
+            "instantaneous ops/s",
+            "CPU %",
+            "CPU \u00b5s/EVALSHA",
+            "memory MiB (growth)",
+            "keys",
+            "sharded channels",
+        ],
+        [
+            [
+                port,
+                s["commands_per_s"],
+                s["evalsha_per_s"],
+                s["instantaneous_ops_per_sec"],
+                s["cpu_pct"],
+                s["cpu_us_per_evalsha"],
+                f"{s['used_memory_mib']} ({s['used_memory_growth_mib']})",
+                s["keys"],
+                s["pubsubshard_channels"],
+            ]
+            for port, s in shards["by_master"].items()
+        ],
+    )
+    text = (
+        f"Masters' CPU {shards['masters_cpu_pct']}%, replicas' {shards['replicas_cpu_pct']}%; above what "
+        f"each node spends idle, {shards['masters_cpu_us_per_chunk']} \u00b5s of master CPU and "
+        f"{shards['replicas_cpu_us_per_chunk']} \u00b5s of replica CPU per chunk delivered "
+        f"({shards['masters_cpu_us_per_chunk_with_idle']} \u00b5s of master CPU with the idle part); "
+        f"{shards['evalsha_per_chunk']} EVALSHA and {shards['commands_per_chunk']} commands (incl. Lua) per "
+        f"chunk. Memory: {memory['summary']} (sampled keys: events {memory['sampled_events_key_bytes']} B, "
+        f"meta {memory['sampled_meta_key_bytes']} B)."
+    )
+    lines += [text, ""]
+    if rehearsal.get("connections"):
+        counts = "; ".join(
+            f"{name}: {_ratios(by_node)}" for name, by_node in rehearsal["connections"].items()
+        )
+        lines += [f"Connections of each process to each node (port), mid-window: {counts}.", ""]
+    return lines
 
 
 # -- plots --
@@ -543,20 +844,27 @@ def _plot_resume(ax: Any, resume: dict[str, Any]) -> None:
 def _plot_fanout(reads: Any, latency: Any, fan: dict[str, Any]) -> None:
     if "rows" not in fan:
         return
-    for variant, label in (("redis", "resumable (Redis): XRANGE"), ("peer", "resumable-stream: PUBLISH")):
+    for variant, label in (
+        ("redis", "resumable (Redis): read script"),
+        ("peer", "resumable-stream: PUBLISH"),
+    ):
         rows = [r for r in fan["rows"] if r["variant"] == variant]
         if not rows:
             continue
         viewers = [r["viewers"] for r in rows]
         reads.plot(
-            viewers, [max(r["reads_per_chunk"], 0.01) for r in rows], "o-", color=COLORS[variant], label=label
+            viewers,
+            [max(r.get("reads_per_chunk") or 0.01, 0.01) for r in rows],
+            "o-",
+            color=COLORS[variant],
+            label=label,
         )
         reads.plot(
             viewers,
-            [r["round_trips_per_chunk"] for r in rows],
+            [r.get("chunk_round_trips_per_chunk") or r["round_trips_per_chunk"] for r in rows],
             "s--",
             color=COLORS[variant],
-            label=f"{VARIANTS[variant]}: all round trips",
+            label=f"{VARIANTS[variant]}: round trips",
         )
     reads.set_xscale("log")
     reads.set_yscale("log")

@@ -21,9 +21,12 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from benchmarks import readme, report
+from benchmarks import cluster, readme, report, scaling
 from benchmarks.harness import BENCH_DIR, ROOT, ServerConfig, background_load, redis_probe
-from benchmarks.scenarios import FULL, QUICK, SCENARIOS, Context, Params, PeerStatus, prepare_peer
+from benchmarks.scenarios import FULL, QUICK, Context, Params, PeerStatus, prepare_peer
+from benchmarks.scenarios import SCENARIOS as STANDALONE
+
+SCENARIOS = {**STANDALONE, "cluster": cluster.cluster, "rehearsal": cluster.rehearsal}
 
 DEFAULT_OUT = BENCH_DIR / "results"
 
@@ -123,7 +126,7 @@ def _setting(text: str) -> tuple[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the small sizes (under 5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="the small sizes (about 6 minutes)")
     parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), help="run only these scenarios")
     parser.add_argument("--no-peer", action="store_true", help="skip the resumable-stream peer")
     parser.add_argument(
@@ -157,5 +160,6 @@ def main(argv: list[str] | None = None) -> None:
     print(f"wrote {args.out}/results.json, results.md, results.png in {results['meta']['duration_s']} s")
     if args.out.resolve() == DEFAULT_OUT.resolve():
         readme.update(ROOT / "README.md", results)
-        print("updated README.md's performance table")
+        scaling.update(ROOT / "docs" / "scaling.md", results)
+        print("updated README.md's performance table and docs/scaling.md's figures")
     sys.exit(0)

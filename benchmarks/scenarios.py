@@ -18,7 +18,7 @@ import statistics
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +44,8 @@ VARIANTS = {
     "memory": "resumable, memory store",
     "redis": "resumable, Redis store",
     "peer": "resumable-stream (Node)",
+    "redis-cluster": "resumable, Redis Cluster store",
+    "redis-cluster-replicas-1": "resumable, Redis Cluster store, replicas=1",
 }
 HOLD = 120.0  # seconds a "held" stream stays open at most; the scenario ends it at once when done with it
 ITEM_PAD = 16
@@ -73,6 +75,15 @@ class Params:
     fan_rate: float
     large_items: int = 200
     large_size: int = 1024 * 1024
+    cluster_streams: int = 500
+    cluster_fan_viewers: int = 500
+    cluster_tee_chunks: int = 20_000
+    cluster_tee_repeats: int = 3
+    rehearsal_streams: int = 10_000
+    rehearsal_rate: float = 1.0
+    rehearsal_ramp: float = 10.0
+    rehearsal_settle: float = 3.0
+    rehearsal_window: float = 8.0
 
 
 QUICK = Params(
@@ -115,6 +126,9 @@ FULL = Params(
     fan_viewers=[1, 10, 100, 500],
     fan_chunks=200,
     fan_rate=20.0,
+    cluster_tee_chunks=50_000,
+    cluster_tee_repeats=5,
+    rehearsal_window=20.0,
 )
 
 
@@ -182,7 +196,7 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 
 async def redis_calls(server: Server) -> dict[str, int]:
-    """The commands a Redis-store server has sent so far (each one a round trip)."""
+    """What a Redis-store server has sent so far: commands by name, pipelines, script calls (see app.py)."""
     import json  # noqa: PLC0415
 
     status, body = await asyncio.to_thread(http_request, server.port, "GET", "/bench/redis-calls")
@@ -193,6 +207,38 @@ async def redis_calls(server: Server) -> dict[str, int]:
 
 def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in sorted(after.items()) if v - before.get(k, 0) > 0}
+
+
+_PIPELINES = ("pipelines", "shard_pipelines")
+
+
+def round_trips(calls: dict[str, int]) -> dict[str, Any]:
+    """A process's counters (a difference of two ``redis_calls``) as round trips and where they come from.
+
+    ``commands``: the commands sent one by one (``hget``, ``subscribe``, ...; for the peer, everything);
+    ``pipelines``: the store's pipelines of script calls (on a cluster, one per shard each touched);
+    ``scripts``: the script calls those pipelines carried, by name (``read`` is the store's read).
+    """
+    commands = {k: v for k, v in calls.items() if not k.startswith("script:") and k not in _PIPELINES}
+    pipelines = calls.get("shard_pipelines", calls.get("pipelines", 0))
+    scripts = {k.removeprefix("script:"): v for k, v in calls.items() if k.startswith("script:")}
+    return {
+        "round_trips": sum(commands.values()) + pipelines,
+        "pipelines": pipelines,
+        "batches": calls.get("pipelines", 0),
+        "commands": commands,
+        "scripts": scripts,
+    }
+
+
+def per_chunk(trips: dict[str, Any], chunks: int, digits: int = 4) -> dict[str, Any]:
+    """``round_trips`` divided by ``chunks``."""
+    return {
+        "round_trips": round(trips["round_trips"] / chunks, digits),
+        "pipelines": round(trips["pipelines"] / chunks, digits),
+        "commands": {k: round(v / chunks, digits) for k, v in trips["commands"].items()},
+        "scripts": {k: round(v / chunks, digits) for k, v in trips["scripts"].items()},
+    }
 
 
 async def quiesce(servers: Sequence[Server], *, below: float = 0.05, timeout: float = 15.0) -> None:
@@ -212,13 +258,14 @@ async def control(server: Server, method: str, path: str) -> int:
 
 
 async def sample_connections(
-    ctx: Context, servers: Sequence[Server], stop: asyncio.Event, interval: float = 0.5
+    probe: Any, servers: Sequence[Server], stop: asyncio.Event, interval: float = 0.5
 ) -> dict[str, Any]:
-    """Redis connections of each server process (CLIENT LIST, matched to its sockets) until ``stop``."""
+    """Redis connections of each server process (CLIENT LIST, matched to its sockets) until ``stop``;
+    ``probe`` is the Redis's or a cluster's (then every node's connections, summed)."""
     samples: list[dict[str, int]] = []
     while not stop.is_set():
         with contextlib.suppress(Exception):
-            samples.append(await ctx.probe.clients_of(servers))
+            samples.append(await probe.clients_of(servers))
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)
     names = [server.name for server in servers]
@@ -267,6 +314,25 @@ def _latency_summary(latencies: Sequence[float]) -> dict[str, float | None]:
     }
 
 
+async def tee_once(server: Server, path: str, chunks: int, tag: str) -> dict[str, Any]:
+    """One read of a fast generator of ``chunks`` items: events/s, server and client CPU per event."""
+    cpu = server.cpu_seconds()
+    result = await run_clients(
+        [stream(server.port, f"{path}?n={chunks}&size={ITEM_PAD}", tag=tag)],
+        deadline=time.time() + 300,
+    )
+    await asyncio.sleep(0.05)
+    s = result["streams"][0]
+    seconds = s["t_last"] - s["t_start"]
+    return {
+        "seconds": round(seconds, 4),
+        "events_per_s": round(s["events"] / seconds) if seconds > 0 else 0,
+        "server_cpu_us_per_event": round(1e6 * (server.cpu_seconds() - cpu) / max(1, s["events"]), 2),
+        "client_cpu_us_per_event": round(1e6 * result["cpu_total_s"] / max(1, s["events"]), 2),
+        "problems": stream_problems(result["streams"], chunks),
+    }
+
+
 # -- 1. tee throughput --
 
 
@@ -290,34 +356,15 @@ async def tee_throughput(ctx: Context) -> dict[str, Any]:
                 if ctx.wants(name)
             }
 
-            async def once(server: Server, path: str, chunks: int, tag: str) -> dict[str, Any]:
-                cpu = server.cpu_seconds()
-                result = await run_clients(
-                    [stream(server.port, f"{path}?n={chunks}&size={ITEM_PAD}", tag=tag)],
-                    deadline=time.time() + 300,
-                )
-                await asyncio.sleep(0.05)
-                s = result["streams"][0]
-                seconds = s["t_last"] - s["t_start"]
-                return {
-                    "seconds": round(seconds, 4),
-                    "events_per_s": round(s["events"] / seconds) if seconds > 0 else 0,
-                    "server_cpu_us_per_event": round(
-                        1e6 * (server.cpu_seconds() - cpu) / max(1, s["events"]), 2
-                    ),
-                    "client_cpu_us_per_event": round(1e6 * result["cpu_total_s"] / max(1, s["events"]), 2),
-                    "problems": stream_problems(result["streams"], chunks),
-                }
-
             for name, (
                 server,
                 path,
             ) in targets.items():  # warm-up: imports, first-request paths, JIT-less caches
-                await once(server, path, 2000, f"warm-{name}")
+                await tee_once(server, path, 2000, f"warm-{name}")
             calls_before = await redis_calls(redis) if "redis" in targets else {}
             for repeat in range(p.tee_repeats):
                 for name, (server, path) in targets.items():
-                    runs[name].append(await once(server, path, n, f"{name}-{repeat}"))
+                    runs[name].append(await tee_once(server, path, n, f"{name}-{repeat}"))
                     ctx.log(f"  tee {name} #{repeat + 1}: {runs[name][-1]['events_per_s']:,} events/s")
             await asyncio.sleep(0.3)
             calls = _diff(await redis_calls(redis), calls_before) if "redis" in targets else {}
@@ -336,12 +383,13 @@ async def tee_throughput(ctx: Context) -> dict[str, Any]:
             "runs": items,
         }
     total = n * p.tee_repeats
+    trips = round_trips(calls)
     return {
         "chunks": n,
         "repeats": p.tee_repeats,
         "variants": variants,
-        "redis_round_trips": calls,
-        "redis_round_trips_per_chunk": round(sum(calls.values()) / total, 4),
+        "redis_round_trips": trips,
+        "redis_round_trips_per_chunk": round(trips["round_trips"] / total, 4),
     }
 
 
@@ -385,34 +433,79 @@ async def concurrency(ctx: Context) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Load:
+    """A paced load: ``count`` streams at ``rate`` chunks/s each, started over ``ramp`` s, measured over
+    ``window`` s after ``settle`` s more."""
+
+    count: int
+    rate: float
+    ramp: float
+    settle: float
+    window: float
+
+    @property
+    def chunks(self) -> int:
+        return int(self.rate * (self.ramp + self.settle + self.window + 0.3)) + 1
+
+
 async def _concurrency_point(
     ctx: Context, name: str, server: Server, path: str, count: int
 ) -> dict[str, Any]:
     p = ctx.params
-    rate = p.conc_rate
-    chunks = int(rate * (p.conc_ramp + p.conc_settle + p.conc_window + 0.3)) + 1
-    t0 = time.time() + 0.6  # the load generator processes start in the meantime
-    window = (t0 + p.conc_ramp + p.conc_settle, t0 + p.conc_ramp + p.conc_settle + p.conc_window)
+    load = Load(count, p.conc_rate, p.conc_ramp, p.conc_settle, p.conc_window)
+    point = await paced_point(name, [(server, path)], load, probe=ctx.probe, redis=name == "redis")
+    point["server_cpu_pct"] = point["server_cpu_pct_by_process"][server.name]
+    point["server_rss_mib"] = point["server_rss_mib_by_process"][server.name]
+    return point
+
+
+async def paced_point(
+    name: str,
+    targets: Sequence[tuple[Server, str]],
+    load: Load,
+    *,
+    probe: Any,
+    redis: bool,
+    processes: int | None = None,
+    connections_every: float = 0.5,
+    during: Callable[[tuple[float, float]], Coroutine[Any, Any, Any]] | None = None,
+) -> dict[str, Any]:
+    """``load`` on ``targets`` (the streams dealt round-robin to them): delivered chunks/s in the window,
+    added latency, CPU of each server, of Redis (``probe``: the server or a cluster's) and of the client;
+    with ``redis``, the servers' Redis connections and round trips over the window. ``during`` runs
+    alongside, given the window; what it returns is the point's ``during``."""
+    rate, count = load.rate, load.count
+    chunks = load.chunks
+    t0 = time.time() + 0.6 + count / 5000  # the load generator processes start in the meantime
+    window = (t0 + load.ramp + load.settle, t0 + load.ramp + load.settle + load.window)
     streams = [
         stream(
-            server.port,
-            f"{path}?n={chunks}&rate={rate}&size={ITEM_PAD}",
-            start_at=t0 + p.conc_ramp * i / count,
+            targets[i % len(targets)][0].port,
+            f"{targets[i % len(targets)][1]}?n={chunks}&rate={rate}&size={ITEM_PAD}",
+            start_at=t0 + load.ramp * i / count,
             tag=i,
         )
         for i in range(count)
     ]
-    processes = 1 if count < 500 else 2  # noqa: PLR2004 - one client process per core from 500 streams
-    cpu = CpuWindow([server], ctx.probe)
+    servers = list({server.name: server for server, _ in targets}.values())
+    if processes is None:
+        processes = 1 if count < 500 else 2  # noqa: PLR2004 - one client process per core from 500 streams
+    cpu = CpuWindow(servers, probe)
     sampler = asyncio.create_task(cpu.between(*window))
     stop = asyncio.Event()
-    connections = asyncio.create_task(sample_connections(ctx, [server], stop)) if name == "redis" else None
+    connections = (
+        asyncio.create_task(sample_connections(probe, servers, stop, connections_every)) if redis else None
+    )
+    extra = asyncio.create_task(during(window)) if during is not None else None
+    calls = asyncio.create_task(_calls_at(servers, window[0])) if redis else None
+    calls_end = asyncio.create_task(_calls_at(servers, window[1])) if redis else None
     result = await run_clients(
         streams,
         processes=processes,
         window=window,
         latency=True,
-        deadline=t0 + p.conc_ramp + chunks / rate + 6.0,
+        deadline=t0 + load.ramp + chunks / rate + 6.0 + count / 2000,
     )
     await sampler
     stop.set()
@@ -420,19 +513,35 @@ async def _concurrency_point(
     point: dict[str, Any] = {
         "variant": name,
         "streams": count,
+        "rate_per_stream": rate,
         "offered_per_s": count * rate,
-        "delivered_per_s": round(result["events_in_window"] / p.conc_window, 1),
+        "delivered_per_s": round(result["events_in_window"] / load.window, 1),
         **_latency_summary(result["latencies_ms"]),
-        "server_cpu_pct": percents[server.name],
+        "server_cpu_pct": round(sum(percents[s.name] for s in servers), 1),
+        "server_cpu_pct_by_process": {s.name: percents[s.name] for s in servers},
         "redis_cpu_pct": percents[REDIS_SERVER],
-        "client_cpu_pct": round(100.0 * (result["cpu_window_s"] or 0.0) / p.conc_window, 1),
+        "client_cpu_pct": round(100.0 * (result["cpu_window_s"] or 0.0) / load.window, 1),
         "client_processes": result["processes"],
-        "server_rss_mib": round(server.rss_mib(), 1),
+        "server_rss_mib_by_process": {s.name: round(s.rss_mib(), 1) for s in servers},
         "incomplete_streams": len(stream_problems(result["streams"], chunks)),
         "problems": stream_problems(result["streams"], chunks)[:5],
     }
     if connections is not None:
         point["redis_connections"] = await connections
+    before, after = (
+        (await calls, await calls_end) if calls is not None and calls_end is not None else (None, None)
+    )
+    if before is not None and after is not None:
+        trips = {name: round_trips(_diff(after[name], before[name])) for name in after}
+        point["round_trips_per_s_by_process"] = {
+            name: round(trip["round_trips"] / load.window, 1) for name, trip in trips.items()
+        }
+        point["script_calls_per_s_by_process"] = {
+            name: round(sum(trip["scripts"].values()) / load.window, 1) for name, trip in trips.items()
+        }
+        point["round_trips_in_window"] = trips
+    if extra is not None:
+        point["during"] = await extra
     return point
 
 
@@ -473,12 +582,13 @@ async def _cost_of_stream(ctx: Context, server: Server, chunks: int, rate: float
     )
     await asyncio.sleep(0.5)  # the producer's last write and the follower's unsubscribe
     commands = await counter.stop()
-    calls = _diff(await redis_calls(server), calls_before)
+    trips = round_trips(_diff(await redis_calls(server), calls_before))
     return {
         "chunks": chunks,
         "rate": rate or "as fast as possible",
-        "round_trips": calls,
-        "round_trips_per_chunk": round(sum(calls.values()) / chunks, 4),
+        "round_trips": trips,
+        "round_trips_per_chunk": round(trips["round_trips"] / chunks, 4),
+        "script_calls_per_pipeline": _round(sum(trips["scripts"].values()) / max(1, trips["batches"])),
         "commands_incl_lua": commands,
         "commands_per_chunk_incl_lua": round(sum(commands.values()) / chunks, 3),
         "problems": stream_problems(result["streams"], chunks),
@@ -498,13 +608,10 @@ async def _memory_per_stream(ctx: Context, server: Server) -> dict[str, Any]:
             deadline=time.time() + 120,
         )
         events, meta = [], []
+        keys = await ctx.probe.keys(prefix)
         for s in result["streams"]:
-            usage = await ctx.probe.memory_usage(
-                [f"{prefix}:{{{s['stream_id']}}}:events", f"{prefix}:{{{s['stream_id']}}}:meta"]
-            )
-            values = list(usage.values())
-            events.append(values[0])
-            meta.append(values[1])
+            events.append(await _key_bytes(ctx.probe, keys, f":{s['stream_id']}:events"))
+            meta.append(await _key_bytes(ctx.probe, keys, f":{s['stream_id']}:meta"))
         sizes[chunks] = {"events_key": statistics.mean(events), "meta_key": statistics.mean(meta)}
     per_chunk = (sizes[1000]["events_key"] - sizes[100]["events_key"]) / 900
     fixed = sizes[1]["events_key"] + sizes[1]["meta_key"] - 2 * per_chunk  # 1 chunk + the terminal event
@@ -517,6 +624,14 @@ async def _memory_per_stream(ctx: Context, server: Server) -> dict[str, Any]:
     }
 
 
+async def _key_bytes(probe: RedisProbe, keys: Sequence[bytes], suffix: str) -> int:
+    """MEMORY USAGE of the one key among ``keys`` that ends with ``suffix`` (a stream's events or meta)."""
+    found = [key for key in keys if key.decode().endswith(suffix)]
+    if len(found) != 1:
+        raise BenchmarkError(f"expected one key ending with {suffix!r}, found {found[:3]}")
+    return (await probe.memory_usage(found))[found[0].decode()]
+
+
 async def _followers_connections(ctx: Context, server: Server) -> dict[str, Any]:
     p = ctx.params
     rate = 20.0
@@ -525,7 +640,7 @@ async def _followers_connections(ctx: Context, server: Server) -> dict[str, Any]
     chunks = int(rate * p.cost_followers_seconds)
     deadline = time.time() + delay + chunks / rate + 30
     stop = asyncio.Event()
-    sampler = asyncio.create_task(sample_connections(ctx, [server], stop, interval=0.25))
+    sampler = asyncio.create_task(sample_connections(ctx.probe, [server], stop, interval=0.25))
     producer, stream_id = await start_producer(
         stream(server.port, f"/tee?n={chunks}&rate={rate}&delay={delay}", tag="producer"), deadline=deadline
     )
@@ -689,20 +804,32 @@ async def fanout(ctx: Context) -> dict[str, Any]:
                     if not ctx.wants(variant):
                         continue
                     await quiesce(servers)
-                    row = await _fanout_run(ctx, servers, variant, viewers)
+                    row = await fanout_run(ctx, servers, variant, viewers)
                     rows.append(row)
-                    ctx.log(
-                        f"  {viewers} viewers {variant}: {row.get('reads_command', 'reads')}/chunk "
-                        f"{row.get('reads_per_chunk')}, round trips/chunk "
-                        f"{row.get('round_trips_per_chunk')}, "
-                        f"p99 {row['p99_ms']} ms"
-                    )
+                    ctx.log(_fan_line(row))
     finally:
         await ctx.cleanup("fan")
     return {"rows": rows, "chunks": p.fan_chunks, "rate": p.fan_rate}
 
 
-async def _fanout_run(ctx: Context, servers: Sequence[Server], variant: str, viewers: int) -> dict[str, Any]:
+def _fan_line(row: dict[str, Any]) -> str:
+    return (
+        f"  {row['viewers']} viewers {row['variant']}: {row.get('reads_command', 'reads')}/chunk "
+        f"{row.get('reads_per_chunk')}, round trips/chunk {row.get('round_trips_per_chunk')} "
+        f"(mid-stream: {row.get('chunk_round_trips_per_chunk')}), p99 {row['p99_ms']} ms"
+    )
+
+
+async def fanout_run(
+    ctx: Context,
+    servers: Sequence[Server],
+    variant: str,
+    viewers: int,
+    *,
+    probe: Any = None,
+) -> dict[str, Any]:
+    """One fan-out run: ``servers`` are (memory, first Redis-store process, second one[, peer, peer]);
+    ``probe`` is the Redis's (default) or a cluster's."""
     p = ctx.params
     memory, redis_a, redis_b = servers[0], servers[1], servers[2]
     chunks, rate = p.fan_chunks, p.fan_rate
@@ -710,18 +837,32 @@ async def _fanout_run(ctx: Context, servers: Sequence[Server], variant: str, vie
     query = f"n={chunks}&rate={rate}&size={ITEM_PAD}&delay={delay}"
     deadline = time.time() + delay + chunks / rate + 30
     processes = 1 if viewers < 100 else 2  # noqa: PLR2004
-    counter = CommandCounter(ctx.probe)
+    probe = probe or ctx.probe
+    counter = CommandCounter(probe)
     if variant in ("plain", "memory"):
         measured = [memory]
-    elif variant == "redis":
+    elif variant in ("redis", "redis-cluster"):
         measured = [redis_a, redis_b]
     else:
         measured = [servers[3], servers[4]]
-    counts_redis = variant in ("redis", "peer")
+    counts_redis = variant not in ("plain", "memory")
     calls_before = {s.name: await redis_calls(s) for s in measured} if counts_redis else {}
-    cpu = CpuWindow(measured, ctx.probe)
+    cpu = CpuWindow(measured, probe)
     await cpu.start()
     await counter.start()
+    # The round trips of the chunks themselves: counted from just before the first chunk (every viewer
+    # has attached by then, or is reported late), so the viewers' own attaching is left out; and in the
+    # middle of the stream (from 0.5 s after its first chunk to 0.5 s before its last), so its start and
+    # end are left out too.
+    first = time.time() + delay
+    marks = (
+        [
+            asyncio.create_task(_calls_at(measured, at))
+            for at in (first - 0.2, first + 0.5, first + chunks / rate - 0.5)
+        ]
+        if counts_redis and variant != "peer"
+        else []
+    )
     if variant == "plain":
         results, late = await _fan_plain(memory, query, viewers, processes, deadline), None
     else:
@@ -749,19 +890,64 @@ async def _fanout_run(ctx: Context, servers: Sequence[Server], variant: str, vie
             late  # they replay its start: their latency is not fan-out's
         )
     if counts_redis:
-        calls = {s.name: _diff(await redis_calls(s), calls_before[s.name]) for s in measured}
         row["viewers_by_process"] = {measured[0].name: (viewers + 1) // 2, measured[-1].name: viewers // 2}
-        row["round_trips_by_process"] = calls
-        row["round_trips_per_chunk"] = round(sum(sum(c.values()) for c in calls.values()) / chunks, 3)
+        row.update(await _fan_round_trips(measured, calls_before, marks, chunks, rate))
         row["redis_commands_incl_lua"] = commands
         row["redis_commands_per_chunk_incl_lua"] = round(sum(commands.values()) / chunks, 3)
-        read = "xrange" if variant == "redis" else "publish"
-        row["reads_command"] = read
-        row["reads_per_chunk"] = round(sum(c.get(read, 0) for c in calls.values()) / chunks, 3)
-        row["reads_per_chunk_by_process"] = {
-            name: round(c.get(read, 0) / chunks, 3) for name, c in calls.items()
-        }
     return row
+
+
+async def _fan_round_trips(
+    measured: Sequence[Server],
+    calls_before: dict[str, dict[str, int]],
+    marks: list[asyncio.Task[dict[str, dict[str, int]] | None]],
+    chunks: int,
+    rate: float,
+) -> dict[str, Any]:
+    """A fan-out run's round trips, by process: over the whole run; from just before the first chunk; and in
+    the middle of the stream (``marks``: the counters at those times), with the reads that carried the
+    chunks to the viewers. The peer has no marks: its PUBLISH calls are its reads."""
+    row: dict[str, Any] = {}
+    after = {s.name: await redis_calls(s) for s in measured}
+    calls = {name: round_trips(_diff(after[name], calls_before[name])) for name in after}
+    row["round_trips_by_process"] = calls
+    row["round_trips_per_chunk"] = round(sum(c["round_trips"] for c in calls.values()) / chunks, 3)
+    if not marks:  # the peer: one PUBLISH per chunk per viewer carries the chunks
+        row["reads_command"] = "PUBLISH"
+        row["reads_per_chunk"] = round(
+            sum(c["commands"].get("publish", 0) for c in calls.values()) / chunks, 3
+        )
+        row["reads_per_chunk_by_process"] = {
+            name: round(c["commands"].get("publish", 0) / chunks, 3) for name, c in calls.items()
+        }
+        return row
+    first, middle, end = [await mark for mark in marks]
+    row["reads_command"] = "read script"
+    row["reads_per_chunk"] = None
+    if first is not None:
+        since_first = {name: round_trips(_diff(after[name], first[name])) for name in after}
+        row["first_chunk_round_trips_per_chunk"] = round(
+            sum(c["round_trips"] for c in since_first.values()) / chunks, 3
+        )
+    if middle is None or end is None:
+        return row  # a server did not answer in time
+    middle_chunks = max(1, round(rate * (chunks / rate - 1.0)))
+    trips = {name: per_chunk(round_trips(_diff(end[name], middle[name])), middle_chunks, 3) for name in after}
+    row["chunk_round_trips_chunks"] = middle_chunks
+    row["chunk_round_trips_by_process"] = trips
+    row["chunk_round_trips_per_chunk"] = round(sum(c["round_trips"] for c in trips.values()), 3)
+    row["reads_per_chunk"] = round(sum(c["scripts"].get("read", 0.0) for c in trips.values()), 3)
+    row["reads_per_chunk_by_process"] = {name: c["scripts"].get("read", 0.0) for name, c in trips.items()}
+    return row
+
+
+async def _calls_at(servers: Sequence[Server], at: float) -> dict[str, dict[str, int]] | None:
+    """Each server's ``redis_calls`` at wall-clock time ``at`` (None if a server did not answer in time)."""
+    await asyncio.sleep(max(0.0, at - time.time()))
+    try:
+        return {s.name: await redis_calls(s) for s in servers}
+    except (OSError, BenchmarkError):  # an overloaded server: the point goes without its round trips
+        return None
 
 
 async def _fan_plain(
