@@ -98,3 +98,24 @@ def test_the_performance_table_is_generated_from_the_benchmark_results() -> None
         "readme; readme.update(pathlib.Path('README.md'), "
         "json.loads(pathlib.Path('benchmarks/results/results.json').read_text()))\""
     )
+
+
+def _benchmarks_scaling() -> types.ModuleType:
+    """benchmarks/scaling.py, loaded by path as benchmarks/readme.py is."""
+    spec = importlib.util.spec_from_file_location("benchmarks_scaling", ROOT / "benchmarks" / "scaling.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_scaling_figures_are_generated_from_the_benchmark_results() -> None:
+    scaling = _benchmarks_scaling()
+    results = json.loads((ROOT / "benchmarks" / "results" / "results.json").read_text(encoding="utf-8"))
+    assert scaling.shown(ROOT / "docs" / "scaling.md") == scaling.section(results), (
+        "docs/scaling.md's figures differ from benchmarks/results/results.json; regenerate them from the "
+        'repository root with: .venv/bin/python -c "import json, pathlib; from benchmarks import '
+        "scaling; scaling.update(pathlib.Path('docs/scaling.md'), "
+        "json.loads(pathlib.Path('benchmarks/results/results.json').read_text()))\""
+    )
