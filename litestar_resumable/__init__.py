@@ -19,6 +19,7 @@ from litestar_resumable._errors import (
 )
 from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus
 from litestar_resumable._format import ItemEncoder, StreamFormat
+from litestar_resumable._observe import GenerationEnd
 from litestar_resumable._options import RouteOptions, StreamOptions
 from litestar_resumable._plugin import ResumablePlugin
 from litestar_resumable._route import resumable
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from litestar_resumable._sync_writer import SyncStreamWriter
 
 __all__ = (
+    "GenerationEnd",
     "ItemEncoder",
     "KeyConflictError",
     "MemoryStreamStore",

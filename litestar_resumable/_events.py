@@ -21,6 +21,7 @@ import msgspec
 from litestar.response import ServerSentEventMessage
 
 __all__ = (
+    "OPENED_ROUTE",
     "TERMINAL_EVENT",
     "StreamEvent",
     "StreamInfo",
@@ -73,6 +74,11 @@ class StreamEvent(msgspec.Struct, frozen=True, gc=False):
     def nbytes(self) -> int:
         """UTF-8 bytes of the data: what byte limits and buffers count."""
         return utf8_len(self.data)
+
+
+OPENED_ROUTE = "-"
+"""The route recorded for streams opened with ``ResumablePlugin.open_stream``: no route of the app, so only
+the resume route (and ``stream_response``) serve them, with the plugin's default options."""
 
 
 class StreamInfo(msgspec.Struct, frozen=True):

@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 import weakref
 from typing import TYPE_CHECKING
 
 from litestar.response import Stream
 
 from litestar_resumable._errors import StoreUnavailableError
+from litestar_resumable._observe import NO_OBSERVER, Observer, timed
 from litestar_resumable._waiting import retrying
 
 if TYPE_CHECKING:
@@ -63,19 +65,23 @@ def event_stream(body: AsyncIterator[bytes], headers: Mapping[str, str] | None =
     )
 
 
-async def follow(
+async def follow(  # noqa: C901 - one loop over one cursor, on purpose (see the module's documentation)
     store: StreamStore,
     stream_id: str,
     after: int,
     options: StreamOptions,
     stream_format: StreamFormat,
     *,
+    observer: Observer = NO_OBSERVER,
+    route: str = "",
+    requested_at: float | None = None,
     on_close: Callable[[], None] | None = None,
 ) -> AsyncIterator[bytes]:
     """Yield the stream's SSE text after position ``after``, then live, up to and with the terminal event.
 
     One generator, so a chunk on its way to the client passes through no other; ``on_close`` runs when it
-    ends, however it ends. A batch is rendered once per process for all the stream's readers here.
+    ends, however it ends. A batch is rendered once per process for all the stream's readers here. The
+    time from ``requested_at`` (``time.perf_counter()``) to the first events sent goes to the metrics.
     """
     loop = asyncio.get_running_loop()
     lease_check = options.lease / 2
@@ -86,9 +92,12 @@ async def follow(
             next_heartbeat = loop.time() + options.heartbeat
             next_lease_check = loop.time()  # a resumer of a dead stream learns it at once
             while True:
-                events = await _read(store, stream_id, cursor, options)
+                events = await _read(store, stream_id, cursor, options, observer)
                 if events:
                     yield _rendered(stream_format, stream_id, events)
+                    if requested_at is not None:  # sent: the first events are on the wire
+                        observer.first_event(route, time.perf_counter() - requested_at)
+                        requested_at = None
                     if events[-1].is_terminal:
                         return
                     cursor = events[-1].position
@@ -140,18 +149,30 @@ def _rendered(stream_format: StreamFormat, stream_id: str, events: list[StreamEv
     return rendered
 
 
-async def _read(store: StreamStore, stream_id: str, cursor: int, options: StreamOptions) -> list[StreamEvent]:
+async def _read(
+    store: StreamStore, stream_id: str, cursor: int, options: StreamOptions, observer: Observer
+) -> list[StreamEvent]:
     """Events after ``cursor``; a store out of reach is retried for ``store_retry_for`` seconds."""
+    read = functools.partial(
+        store.read_after, stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes
+    )
+    if observer.timing:
+        try:
+            return await timed(observer, "read", read())
+        except StoreUnavailableError:
+            events: list[StreamEvent] = await retrying(
+                lambda: timed(observer, "read", read()),
+                options.store_retry_for,
+                f"reading stream {stream_id}",
+            )
+            return events
     try:
-        return await store.read_after(stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes)
+        return await read()
     except StoreUnavailableError:
-        read = functools.partial(
-            store.read_after, stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes
-        )
-        events: list[StreamEvent] = await retrying(
+        retried: list[StreamEvent] = await retrying(
             read, options.store_retry_for, f"reading stream {stream_id}"
         )
-        return events
+        return retried
 
 
 async def _check(
@@ -176,19 +197,34 @@ def sse_response(
     options: StreamOptions,
     stream_format: StreamFormat,
     *,
+    observer: Observer = NO_OBSERVER,
+    route: str = "",
+    requested_at: float | None = None,
     on_close: Callable[[], None] | None = None,
 ) -> Stream:
     """The SSE response of a follower. ``on_close`` runs once when it is done: read to its end, stopped,
     or never started (a client gone before the response began), so counts of open followers stay true."""
+    closed = observer.follower(route)
 
-    once = _Once(on_close or _nothing)
-    events = follow(store, stream_id, after, options, stream_format, on_close=once)
+    def close() -> None:
+        closed()
+        if on_close is not None:
+            on_close()
+
+    once = _Once(close)
+    events = follow(
+        store,
+        stream_id,
+        after,
+        options,
+        stream_format,
+        observer=observer,
+        route=route,
+        requested_at=requested_at,
+        on_close=once,
+    )
     weakref.finalize(events, once)
     return event_stream(events, {"X-Resumable-Stream-Id": stream_id, **stream_format.headers})
-
-
-def _nothing() -> None:
-    pass
 
 
 class _Once:

@@ -22,6 +22,7 @@ from litestar.exceptions import ServiceUnavailableException
 
 from litestar_resumable._errors import StreamExistsError
 from litestar_resumable._ids import new_stream_id
+from litestar_resumable._observe import NO_OBSERVER, Observer, timed
 from litestar_resumable._producer import Ending, Producer
 
 if TYPE_CHECKING:
@@ -42,7 +43,9 @@ _STOP_TIMEOUT = 5.0
 class Generations:
     """The producers of this process and the rules for starting and stopping them."""
 
-    def __init__(self, store: StreamStore, *, limits: Limits, shutdown_grace: float) -> None:
+    def __init__(
+        self, store: StreamStore, *, limits: Limits, shutdown_grace: float, observer: Observer = NO_OBSERVER
+    ) -> None:
         if shutdown_grace < 0:
             raise ValueError(f"shutdown_grace must be >= 0 seconds, got {shutdown_grace!r}")
         self.store = store
@@ -50,6 +53,7 @@ class Generations:
         self.shutdown_grace = shutdown_grace
         self.producers: dict[str, Producer] = {}
         self.closing = False
+        self.observer = observer
 
     async def start(
         self,
@@ -73,15 +77,19 @@ class Generations:
         hold = await self.limits.admit_generation(owner, key if key is not None else stream_id)
         try:
             try:
-                replaced = await self.store.create(
-                    stream_id,
-                    route=route,
-                    key=key,
-                    owner=owner,
-                    format=options.format.name,
-                    lease=options.lease,
-                    ttl=options.ttl,
-                    on_conflict=options.on_conflict,
+                replaced = await timed(
+                    self.observer,
+                    "create",
+                    self.store.create(
+                        stream_id,
+                        route=route,
+                        key=key,
+                        owner=owner,
+                        format=options.format.name,
+                        lease=options.lease,
+                        ttl=options.ttl,
+                        on_conflict=options.on_conflict,
+                    ),
                 )
             except StreamExistsError:
                 # Ids are 128 random bits: this is our own create, run by the store and retried by its
@@ -93,7 +101,10 @@ class Generations:
                 stream_id,
                 generator(),
                 options,
+                route=route,
                 owner=owner,
+                key=key,
+                observer=self.observer,
                 release=release,
                 on_exit=lambda producer: self._exited(producer, hold),
             )
@@ -116,7 +127,8 @@ class Generations:
         if info is None or info.owner != owner:
             return None
         if info.is_running:
-            info = await self.store.finish(stream_id, "cancelled")
+            info = await timed(self.observer, "finish", self.store.finish(stream_id, "cancelled"))
+            self.observer.cancelled(stream_id, info.route if info is not None else "")
         producer = self.producers.get(stream_id)
         if producer is not None:
             producer.stop(Ending("cancelled"))

@@ -20,11 +20,13 @@ from typing import Any, Literal, TypedDict
 from litestar import Request
 
 from litestar_resumable._format import StreamFormat
+from litestar_resumable._observe import GenerationEnd
 
-__all__ = ("ConflictPolicy", "OwnerFunction", "RouteOptions", "StreamOptions")
+__all__ = ("ConflictPolicy", "GenerationHook", "OwnerFunction", "RouteOptions", "StreamOptions")
 
 ConflictPolicy = Literal["cancel", "reject"]
 OwnerFunction = Callable[[Request[Any, Any, Any]], "str | Awaitable[str | None] | None"]
+GenerationHook = Callable[[GenerationEnd], "Awaitable[None] | None"]
 _MIB = 1024 * 1024
 
 
@@ -64,6 +66,9 @@ class StreamOptions:
     """Seconds a producer retries a store that is out of reach before it gives the stream up."""
     format: StreamFormat = StreamFormat()  # noqa: RUF009 - immutable, shared by design
     """How items become events and events go on the wire (the AI SDK's UI message stream, say)."""
+    on_generation_end: GenerationHook | None = None
+    """Called once per generation, on the worker that produced it, with a ``GenerationEnd`` (status, events,
+    bytes, duration, owner, key); sync or async. A hook that raises is logged and changes nothing."""
 
     def __post_init__(self) -> None:
         for name in ("ttl", "heartbeat", "lease"):
@@ -85,6 +90,12 @@ class StreamOptions:
             "owner", self.owner, self.owner is None or callable(self.owner), "a callable taking the request"
         )
         _check("format", self.format, isinstance(self.format, StreamFormat), "a StreamFormat")
+        _check(
+            "on_generation_end",
+            self.on_generation_end,
+            self.on_generation_end is None or callable(self.on_generation_end),
+            "a callable taking a GenerationEnd, or None",
+        )
 
     def merged(self, overrides: RouteOptions) -> StreamOptions:
         """These options with ``overrides`` applied (a route's over the plugin's)."""
@@ -118,6 +129,7 @@ class RouteOptions(TypedDict, total=False):
     max_read_bytes: int
     store_retry_for: float
     format: StreamFormat
+    on_generation_end: GenerationHook | None
 
 
 OPTION_NAMES = tuple(field.name for field in dataclasses.fields(StreamOptions))

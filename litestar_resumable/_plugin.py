@@ -11,6 +11,7 @@ another worker read the same stored events the same way.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import TYPE_CHECKING, Any, Unpack
 
 from litestar import Request, Response, Router, delete, get
@@ -27,12 +28,14 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_4
 from litestar.types import Empty
 
 from litestar_resumable._errors import KeyConflictError, StoreUnavailableError
+from litestar_resumable._events import OPENED_ROUTE
 from litestar_resumable._follow import sse_response
 from litestar_resumable._format import StreamFormat, format_named
 from litestar_resumable._generations import Generations
 from litestar_resumable._handoff import Handoff, defer
 from litestar_resumable._ids import is_stream_id, new_stream_id
 from litestar_resumable._limits import Limits, SharedLimits, WorkerLimits
+from litestar_resumable._observe import observer_for, timed
 from litestar_resumable._options import RouteOptions, StreamOptions
 from litestar_resumable._responses import (
     checked_event_id,
@@ -59,11 +62,7 @@ if TYPE_CHECKING:
     from litestar_resumable._events import StreamInfo
     from litestar_resumable._store.base import StreamStore
 
-__all__ = ("OPENED_ROUTE", "ResumablePlugin")
-
-OPENED_ROUTE = "-"
-"""The route recorded for streams opened with ``open_stream``: no route of the app, so only the resume
-route (and ``stream_response``) serve them, with the plugin's default options."""
+__all__ = ("ResumablePlugin",)
 
 
 class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
@@ -85,6 +84,11 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             its counts every third of that).
         formats: Stream formats to render streams with that no route of this app names (streams written
             by another app or a worker); the formats of this app's routes are known already.
+        metrics: Prometheus metrics (the ``metrics`` extra): True registers them on prometheus-client's
+            default registry, which Litestar's ``PrometheusController`` serves; or pass a
+            ``CollectorRegistry``. See docs/observability.md.
+        tracing: OpenTelemetry spans, one per generation (the ``otel`` extra): True uses the global tracer
+            provider; or pass a ``TracerProvider``.
         **defaults: Any option of :class:`StreamOptions`: the default of every route, which a route's
             ``@resumable(...)`` overrides.
     """
@@ -101,9 +105,12 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         shared_limits: bool = False,
         limits_ttl: float = 30.0,
         formats: Sequence[StreamFormat] = (),
+        metrics: Any = False,
+        tracing: Any = False,
         **defaults: Unpack[RouteOptions],
     ) -> None:
         self.store: StreamStore = store if store is not None else MemoryStreamStore()
+        self.observer = observer_for(metrics=metrics, tracing=tracing)
         self.defaults = StreamOptions().merged(defaults)
         self.limits: Limits = (
             SharedLimits(
@@ -117,7 +124,9 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
                 max_generations=max_generations, max_generations_per_owner=max_generations_per_owner
             )
         )
-        self.generations = Generations(self.store, limits=self.limits, shutdown_grace=shutdown_grace)
+        self.generations = Generations(
+            self.store, limits=self.limits, shutdown_grace=shutdown_grace, observer=self.observer
+        )
         self.route_prefix = "/" + route_prefix.strip("/")
         self.guards = list(guards or [])
         self._routes: dict[str, StreamOptions] = {}
@@ -155,9 +164,12 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         @get("/streams/{stream_id:str}", name="litestar_resumable:resume")
         async def resume_stream(stream_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
             """Replay a stream from the start or from ``Last-Event-ID``, then follow it live."""
+            requested_at = time.perf_counter()
             owner = await plugin._requester(stream_id, request)
-            return await plugin.stream_response(
-                stream_id, last_event_id=resume_position(request), owner=owner
+            position = resume_position(request)
+            after = plugin._position_in(stream_id, position)
+            return await plugin._open(
+                stream_id, after, owner=owner_id(owner), route_id=None, resume=True, requested_at=requested_at
             )
 
         @delete("/streams/{stream_id:str}", name="litestar_resumable:cancel", status_code=HTTP_202_ACCEPTED)
@@ -192,12 +204,25 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
 
         A stream started with an owner is served only to the same ``owner``; to anyone else it is 404.
         """
-        after = 0
-        if last_event_id is not None:
-            id_stream, after = checked_event_id(last_event_id)
-            if id_stream != stream_id:
-                raise ClientException("Last-Event-ID belongs to another stream than the one requested")
-        return await self._open(stream_id, after, owner=owner_id(owner), route_id=None)
+        requested_at = time.perf_counter()
+        after = self._position_in(stream_id, last_event_id)
+        return await self._open(
+            stream_id,
+            after,
+            owner=owner_id(owner),
+            route_id=None,
+            resume=last_event_id is not None,
+            requested_at=requested_at,
+        )
+
+    @staticmethod
+    def _position_in(stream_id: str, last_event_id: str | None) -> int:
+        if last_event_id is None:
+            return 0
+        id_stream, after = checked_event_id(last_event_id)
+        if id_stream != stream_id:
+            raise ClientException("Last-Event-ID belongs to another stream than the one requested")
+        return after
 
     async def open_stream(
         self,
@@ -228,16 +253,20 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         self._formats.setdefault(options.format.name, options.format)
         stream_id = new_stream_id(None if key is None else scoped_key(key, owner))
         try:
-            await self.store.create(
-                stream_id,
-                route=OPENED_ROUTE,
-                key=None if key is None else scoped_key(key, owner),
-                owner=owner,
-                format=options.format.name,
-                lease=options.lease,
-                ttl=options.ttl,
-                on_conflict=options.on_conflict,
-                claimed=False,
+            await timed(
+                self.observer,
+                "create",
+                self.store.create(
+                    stream_id,
+                    route=OPENED_ROUTE,
+                    key=None if key is None else scoped_key(key, owner),
+                    owner=owner,
+                    format=options.format.name,
+                    lease=options.lease,
+                    ttl=options.ttl,
+                    on_conflict=options.on_conflict,
+                    claimed=False,
+                ),
             )
         except KeyConflictError as exc:
             raise _key_conflict(key, exc) from exc
@@ -275,6 +304,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         kwargs: dict[str, Any],
     ) -> Response[Any]:
         """Answer a request to a ``@resumable`` route: resume, start a generation, or a plain stream."""
+        requested_at = time.perf_counter()
         options = self.options_for(spec.route_id)
         if not options.enabled:
             handoff.take(request)
@@ -283,7 +313,9 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         position = resume_position(request)
         if position is not None:
             stream_id, after = checked_event_id(position)
-            return await self._open(stream_id, after, owner=owner, route_id=spec.route_id)
+            return await self._open(
+                stream_id, after, owner=owner, route_id=spec.route_id, resume=True, requested_at=requested_at
+            )
         try:
             raw_key = spec.key_of(kwargs)
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -302,7 +334,9 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         except KeyConflictError as exc:
             raise _key_conflict(raw_key, exc) from exc
         handoff.take(request)
-        return await self._follower(stream_id, 0, options, options.format)
+        return await self._follower(
+            stream_id, 0, options, options.format, route=spec.route_id, requested_at=requested_at
+        )
 
     async def _requester(self, stream_id: str, request: Request[Any, Any, Any]) -> str | None:
         """Who asks for a stream, as the owner function of the stream's route says (None without one)."""
@@ -315,8 +349,17 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         return await owner_of(next((o for o in owners if o.owner is not None), self.defaults), request)
 
     async def _open(
-        self, stream_id: str, after: int, *, owner: str | None, route_id: str | None
+        self,
+        stream_id: str,
+        after: int,
+        *,
+        owner: str | None,
+        route_id: str | None,
+        resume: bool,
+        requested_at: float,
     ) -> Response[Any]:
+        """Follow a stream from ``after``; ``resume``: the request resumes it (a position, or the resume
+        route), which the metrics count."""
         info = await self.store.info(stream_id) if is_stream_id(stream_id) else None
         # Another owner's stream is as unknown as a missing one (or an id of another shape), so ids cannot
         # be probed.
@@ -327,15 +370,43 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
                 f"position {after} is ahead of stream {stream_id}, which has {info.last_position} events"
             )
         if not info.is_running and after == info.last_position:
+            if resume:
+                self.observer.resumed(stream_id, info.route, "after_end", after)
             return Response(None, status_code=HTTP_204_NO_CONTENT)
+        if resume:
+            self.observer.resumed(stream_id, info.route, "last_event_id" if after else "replay", after)
         stream_format = self._formats.get(info.format) or format_named(info.format) or self.defaults.format
-        return await self._follower(stream_id, after, self.options_for(info.route), stream_format)
+        return await self._follower(
+            stream_id,
+            after,
+            self.options_for(info.route),
+            stream_format,
+            route=info.route,
+            requested_at=requested_at,
+        )
 
     async def _follower(
-        self, stream_id: str, after: int, options: StreamOptions, stream_format: StreamFormat
+        self,
+        stream_id: str,
+        after: int,
+        options: StreamOptions,
+        stream_format: StreamFormat,
+        *,
+        route: str,
+        requested_at: float,
     ) -> Response[Any]:
         hold = await self.limits.admit_follower(stream_id, options.max_followers)
-        return sse_response(self.store, stream_id, after, options, stream_format, on_close=hold.release)
+        return sse_response(
+            self.store,
+            stream_id,
+            after,
+            options,
+            stream_format,
+            observer=self.observer,
+            route=route,
+            requested_at=requested_at,
+            on_close=hold.release,
+        )
 
 
 def _key_conflict(key: object, exc: KeyConflictError) -> HTTPException:

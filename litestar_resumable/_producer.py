@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from litestar_resumable._errors import StoreUnavailableError, StreamClosedError, StreamLimitError
+from litestar_resumable._observe import NO_OBSERVER, Observer
 from litestar_resumable._writer import Closed, StreamWriter, ending_of
 
 if TYPE_CHECKING:
@@ -61,7 +62,10 @@ class Producer:
         generator: AsyncGenerator[Any, None],
         options: StreamOptions,
         *,
+        route: str,
         owner: str | None = None,
+        key: str | None = None,
+        observer: Observer = NO_OBSERVER,
         release: Callable[[Ending], Awaitable[Ending]] | None = None,
         on_exit: Callable[[Producer], None] | None = None,
     ) -> None:
@@ -73,7 +77,15 @@ class Producer:
         """How it ended, once it has."""
         self.started_at = 0.0
         self.writer = StreamWriter(
-            store, stream_id, options=options, on_closed=self._writer_closed, claimed=True
+            store,
+            stream_id,
+            options=options,
+            observer=observer,
+            route=route,
+            owner=owner,
+            key=key,
+            on_closed=self._writer_closed,
+            claimed=True,
         )
         self._generator = generator
         self._release = release
@@ -113,6 +125,7 @@ class Producer:
         self.stop(Ending(*ending_of(why)))
 
     async def _run(self) -> None:
+        deactivate = self.writer.activate()  # the generation's span is current in this task
         try:
             self._generating = True
             try:
@@ -125,15 +138,13 @@ class Producer:
             ending = self._stop or natural
             if self._release is not None:
                 ending = await self._release(ending)
-            if ending.status is not None:
-                await self.writer.finish(ending.status, ending.message)
-            else:
-                await self.writer.stop()
+            await self.writer.finish(ending.status, ending.message)
             self.ending = ending
         finally:
             if self._deadline is not None:
                 self._deadline.cancel()
             await self.writer.stop()
+            deactivate()
             if self._on_exit is not None:
                 self._on_exit(self)
 
@@ -158,11 +169,14 @@ class Producer:
             natural = ENDED_ELSEWHERE
         except StreamLimitError as exc:
             logger.warning("resumable stream %s: %s", self.stream_id, exc)
+            self.writer.record_error(exc)
             natural = Ending("error", str(exc), exc)
         except StoreUnavailableError as exc:
+            self.writer.record_error(exc)
             natural = Ending("error", None, exc)
         except Exception as exc:
             logger.exception("resumable stream %s failed", self.stream_id)
+            self.writer.record_error(exc)
             message = (str(exc) or type(exc).__name__) if self.options.expose_errors else None
             natural = Ending("error", message, exc)
         else:

@@ -27,6 +27,8 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from litestar_resumable._errors import StoreUnavailableError
+from litestar_resumable._events import OPENED_ROUTE
+from litestar_resumable._observe import call_hook_sync, observer_for
 from litestar_resumable._options import StreamOptions
 from litestar_resumable._store.redis import (
     APPEND,
@@ -47,8 +49,9 @@ if TYPE_CHECKING:
 
     from redis.commands.core import Script
 
-    from litestar_resumable._events import StreamEvent, TerminalStatus
+    from litestar_resumable._events import StreamEvent, StreamInfo, TerminalStatus
     from litestar_resumable._format import StreamFormat
+    from litestar_resumable._observe import StoreOperation
     from litestar_resumable._store._redis_calls import Script as ScriptText
     from litestar_resumable._writer import Closed
 
@@ -80,7 +83,8 @@ class SyncStreamWriter(WriterBase):
     Leaving the block ends the stream ``done``; an exception ends it ``error`` (its text only with
     ``expose_errors``) and goes on; ``SystemExit`` or ``KeyboardInterrupt`` (a worker being stopped) ends it
     ``interrupted``; a stream cancelled meanwhile stays ``cancelled``, and the :class:`StreamClosedError`
-    that a write to it raised is not raised further.
+    that a write to it raised is not raised further. ``metrics`` and ``tracing`` are
+    :class:`StreamWriter`'s; an async ``on_generation_end`` hook is run with ``asyncio.run``.
     """
 
     def __init__(
@@ -91,8 +95,18 @@ class SyncStreamWriter(WriterBase):
         key_prefix: str = "resumable",
         format: StreamFormat | None = None,  # noqa: A002 - the option's name, as users write it
         options: StreamOptions | None = None,
+        metrics: Any = False,
+        tracing: Any = False,
     ) -> None:
-        super().__init__(stream_id, format, options)
+        super().__init__(
+            stream_id,
+            format,
+            options,
+            observer_for(metrics=metrics, tracing=tracing),
+            route=OPENED_ROUTE,
+            owner=None,
+            key=None,
+        )
         self.redis = redis
         self._owns_client = False
         self._cluster = isinstance(redis, RedisCluster)
@@ -119,6 +133,8 @@ class SyncStreamWriter(WriterBase):
         cluster: bool = False,
         format: StreamFormat | None = None,  # noqa: A002 - the option's name
         options: StreamOptions | None = None,
+        metrics: Any = False,
+        tracing: Any = False,
         **redis_kwargs: Any,
     ) -> SyncStreamWriter:
         """A writer with a client of its own for the Redis at ``url`` (a cluster's node with ``cluster``),
@@ -128,7 +144,15 @@ class SyncStreamWriter(WriterBase):
             if cluster
             else redis.Redis.from_url(url, **redis_kwargs)
         )
-        writer = cls(client, stream_id, key_prefix=key_prefix, format=format, options=options)
+        writer = cls(
+            client,
+            stream_id,
+            key_prefix=key_prefix,
+            format=format,
+            options=options,
+            metrics=metrics,
+            tracing=tracing,
+        )
         writer._owns_client = True
         return writer
 
@@ -180,18 +204,28 @@ class SyncStreamWriter(WriterBase):
             registered = self._scripts[script.name] = self.redis.register_script(script.text)
         return registered(keys=self._keys, args=args)
 
-    def _retrying(self, call: Callable[[], Any], what: str) -> Any:
+    def _retrying(self, call: Callable[[], Any], what: str, operation: StoreOperation | None = None) -> Any:
+        """``call()``, retried for ``store_retry_for`` seconds while Redis is out of reach; each try timed
+        for the metrics as ``operation``."""
         deadline = time.monotonic() + self.options.store_retry_for
         delay = 0.05
+        timing = operation is not None and self._observer.timing
         while True:
+            started = time.perf_counter()
             try:
-                return call()
+                result = call()
             except _UNREACHABLE as exc:
+                if timing:
+                    self._observer.store_call(operation, started, failed=True)  # type: ignore[arg-type]
                 if time.monotonic() + delay > deadline:
                     raise StoreUnavailableError(f"Redis is out of reach: {exc}") from exc
                 logger.warning("%s failed; retrying", what, exc_info=True)
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+            else:
+                if timing:
+                    self._observer.store_call(operation, started)  # type: ignore[arg-type]
+                return result
 
     def _take_over(self) -> None:
         taken = self._retrying(lambda: int(self._call(CLAIM, [])), f"claiming stream {self.stream_id}")
@@ -201,6 +235,7 @@ class SyncStreamWriter(WriterBase):
         self._claimed(bool(taken), info_of(self.stream_id, fields))
 
     def _start(self) -> None:
+        self._begin()
         self._pending.opening()
         self._flusher = threading.Thread(
             target=self._flush, name=f"litestar-resumable flush {self.stream_id}", daemon=True
@@ -221,7 +256,9 @@ class SyncStreamWriter(WriterBase):
 
     def _append(self, batch: list[StreamEvent]) -> bool:
         args = append_args(self._base, self.stream_id, self._sharded, batch, self.options.lease)
-        status = self._retrying(lambda: self._call(APPEND, args), f"writing stream {self.stream_id}")
+        status = self._retrying(
+            lambda: self._call(APPEND, args), f"writing stream {self.stream_id}", "append"
+        )
         return (status.decode() if isinstance(status, bytes) else status) == "running"
 
     def _flush(self) -> None:
@@ -312,13 +349,19 @@ class SyncStreamWriter(WriterBase):
             self._flusher.join()
 
     def _finish(self, status: TerminalStatus, message: str | None) -> None:
+        info: StreamInfo | None = None
         try:
             if self.closed != "ended elsewhere":
                 args = finish_args(
                     self._base, self.stream_id, status, message, sharded=self._sharded, if_expired=False
                 )
-                self._retrying(lambda: self._call(FINISH, args), f"ending stream {self.stream_id}")
-        except StoreUnavailableError:
+                fields = self._retrying(
+                    lambda: self._call(FINISH, args), f"ending stream {self.stream_id}", "finish"
+                )
+            else:
+                fields = self.redis.hmget(self._meta, list(INFO_FIELDS))
+            info = None if fields is None else info_of(self.stream_id, fields)
+        except (StoreUnavailableError, *_UNREACHABLE):
             logger.exception("could not end stream %s; readers will find it interrupted", self.stream_id)
         finally:
             self._stopped.set()
@@ -326,6 +369,9 @@ class SyncStreamWriter(WriterBase):
                 self._condition.notify_all()
             if self._guard is not None:
                 self._guard.join()
+        end = self._ended(None if self.closed == "ended elsewhere" else status, message, info)
+        if end is not None:
+            call_hook_sync(self.options.on_generation_end, end)
 
     def _close_client(self) -> None:
         if self._owns_client:

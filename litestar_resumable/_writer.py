@@ -30,11 +30,14 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from litestar_resumable._batch import Pending
 from litestar_resumable._errors import StoreUnavailableError, StreamClosedError, StreamLimitError
+from litestar_resumable._events import OPENED_ROUTE
 from litestar_resumable._format import format_named
+from litestar_resumable._observe import GenerationEnd, Observer, call_hook, observer_for, timed
 from litestar_resumable._options import StreamOptions
 from litestar_resumable._waiting import Wakeup, retrying
 
@@ -44,6 +47,7 @@ if TYPE_CHECKING:
 
     from litestar_resumable._events import StreamEvent, StreamInfo, TerminalStatus
     from litestar_resumable._format import StreamFormat
+    from litestar_resumable._observe import Generation
     from litestar_resumable._store.base import StreamStore
 
 __all__ = ("Closed", "StreamWriter", "WriterBase", "ending_of")
@@ -68,11 +72,25 @@ class WriterBase:
     """What every writer of a stream keeps and decides alike: the async :class:`StreamWriter` and the
     ``SyncStreamWriter`` differ only in how they wait and call the store."""
 
-    def __init__(self, stream_id: str, format: StreamFormat | None, options: StreamOptions | None) -> None:  # noqa: A002
+    def __init__(
+        self,
+        stream_id: str,
+        format: StreamFormat | None,  # noqa: A002 - the option's name
+        options: StreamOptions | None,
+        observer: Observer,
+        *,
+        route: str,
+        owner: str | None,
+        key: str | None,
+    ) -> None:
         self.stream_id = stream_id
         self.options = options or StreamOptions()
         if format is not None:
             self.options = dataclasses.replace(self.options, format=format)
+        self.route = route
+        """The stream's route (``-`` for streams opened with ``open_stream``), as the metrics label it."""
+        self.owner = owner
+        self.key = key
         self.events = 0
         """Events stored so far (the terminal one not counted)."""
         self.bytes = 0
@@ -81,6 +99,8 @@ class WriterBase:
         """Why the writer stopped early (None while it has not)."""
         self._format_given = format is not None
         self._pending = Pending(self.options.format.encoder(stream_id), self.options)
+        self._observer = observer
+        self._generation: Generation | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -97,6 +117,7 @@ class WriterBase:
             else:
                 why = f"it has ended ({info.status})"
             raise StreamClosedError(f"stream {self.stream_id} cannot be written: {why}")
+        self.route, self.owner, self.key = info.route or OPENED_ROUTE, info.owner, info.key
         changes: dict[str, Any] = {"lease": info.lease} if info.lease > 0 else {}
         if not self._format_given:
             known = format_named(info.format)
@@ -109,9 +130,56 @@ class WriterBase:
         self.options = dataclasses.replace(self.options, **changes)
         self._pending = Pending(self.options.format.encoder(self.stream_id), self.options)
 
+    def _begin(self) -> None:
+        self._generation = self._observer.generation(self.stream_id, self.route)
+
     def _stored(self, batch: list[StreamEvent]) -> None:
+        nbytes = sum(event.nbytes for event in batch)
         self.events += len(batch)
-        self.bytes += sum(event.nbytes for event in batch)
+        self.bytes += nbytes
+        if self._generation is not None:
+            self._generation.stored(len(batch), nbytes)
+
+    def activate(self) -> Callable[[], None]:
+        """Make the generation's span current in the calling task; returns the undo."""
+        if self._generation is None:
+            return lambda: None
+        return self._generation.activate()
+
+    def record_error(self, error: BaseException) -> None:
+        """The generation failed with ``error``: recorded on its span (logging it is the caller's)."""
+        if self._generation is not None:
+            self._generation.failed(error)
+
+    def _ended(
+        self, status: TerminalStatus | None, message: str | None, info: StreamInfo | None
+    ) -> GenerationEnd | None:
+        """Report the end (metrics, span, log); the :class:`GenerationEnd` for the hook (None: not begun).
+
+        ``status`` is what this writer wrote (None: nothing, the stream ended elsewhere); ``info`` the
+        stream as the store has it afterwards (None: out of reach)."""
+        generation = self._generation
+        if generation is None:
+            return None
+        final = info.status if info is not None and not info.is_running else (status or "interrupted")
+        end = GenerationEnd(
+            stream_id=self.stream_id,
+            route=self.route,
+            status=final,  # type: ignore[arg-type] # not running: a terminal status
+            message=message if final == status else None,
+            events=self.events,
+            bytes=self.bytes,
+            duration=time.monotonic() - generation.started_at,
+            owner=self.owner,
+            key=self.key,
+            info=info,
+        )
+        generation.ended(end, ended_elsewhere=self.closed == "ended elsewhere")
+        return end
+
+    def _abandoned(self) -> None:
+        if self._generation is not None:
+            self._generation.abandoned()
 
     def _raise_if_closed(self) -> None:
         if self.closed == "ended elsewhere":
@@ -151,7 +219,11 @@ class StreamWriter(WriterBase):
         stream_id: The stream, as ``ResumablePlugin.open_stream`` returned it.
         format: How items become events; None: the stream's own format (recorded when it was opened).
         options: The :class:`StreamOptions` it writes with (``max_batch_bytes``, ``max_event_bytes``,
-            ``max_events``, ``store_retry_for``, ``expose_errors``); the lease is the stream's own.
+            ``max_events``, ``store_retry_for``, ``expose_errors``, ``on_generation_end``); the lease is the
+            stream's own.
+        metrics: Count the generation in the Prometheus metrics (True: prometheus-client's default
+            registry; or a ``CollectorRegistry``), as the plugin's ``metrics`` does.
+        tracing: Trace it with OpenTelemetry (True: the global tracer provider; or a ``TracerProvider``).
 
     Leaving the block ends the stream ``done``; an exception ends it ``error`` (its text only with
     ``expose_errors``) and goes on; a stream cancelled meanwhile stays ``cancelled``, and the
@@ -165,10 +237,24 @@ class StreamWriter(WriterBase):
         *,
         format: StreamFormat | None = None,  # noqa: A002 - the option's name, as users write it
         options: StreamOptions | None = None,
+        metrics: Any = False,
+        tracing: Any = False,
+        observer: Observer | None = None,
+        route: str = OPENED_ROUTE,
+        owner: str | None = None,
+        key: str | None = None,
         on_closed: Callable[[Closed], None] | None = None,
         claimed: bool = False,
     ) -> None:
-        super().__init__(stream_id, format, options)
+        super().__init__(
+            stream_id,
+            format,
+            options,
+            observer or observer_for(metrics=metrics, tracing=tracing),
+            route=route,
+            owner=owner,
+            key=key,
+        )
         self.store = store
         self._claimed_at_start = claimed  # the plugin's producers create their streams claimed
         self._on_closed = on_closed
@@ -211,6 +297,7 @@ class StreamWriter(WriterBase):
 
     def start(self) -> None:
         """Store the format's opening events and start the flusher, the guard and the lease ticker."""
+        self._begin()
         if self._pending.opening():
             self._wake.set()
         self._flusher = asyncio.create_task(self._flush(), name=f"litestar-resumable flush {self.stream_id}")
@@ -246,26 +333,40 @@ class StreamWriter(WriterBase):
             await asyncio.gather(self._flusher, return_exceptions=True)
         return self.closed is None
 
-    async def finish(self, status: TerminalStatus, message: str | None) -> None:
-        """Write the terminal event (unless the stream ended elsewhere) and stop the guard and the ticker."""
+    async def finish(self, status: TerminalStatus | None, message: str | None) -> None:
+        """Write the terminal event (unless ``status`` is None or the stream ended elsewhere), stop the
+        guard and the ticker, and report the end (metrics, span, log, ``on_generation_end``)."""
+        info: StreamInfo | None = None
         try:
-            if self.closed != "ended elsewhere":
-                await retrying(
-                    functools.partial(self.store.finish, self.stream_id, status, message=message),
+            if status is not None and self.closed != "ended elsewhere":
+                end_it = functools.partial(self.store.finish, self.stream_id, status, message=message)
+                info = await retrying(
+                    lambda: timed(self._observer, "finish", end_it()),
                     self.options.store_retry_for,
                     f"ending stream {self.stream_id}",
                 )
+            else:
+                with contextlib.suppress(StoreUnavailableError):
+                    info = await self.store.info(self.stream_id)
         except StoreUnavailableError:
             logger.exception("could not end stream %s; readers will find it interrupted", self.stream_id)
         finally:
-            await self.stop()
+            await self._stop_tasks()
+        end = self._ended(status, message, info)
+        if end is not None:
+            await call_hook(self.options.on_generation_end, end)
 
     async def stop(self) -> None:
-        """Stop the writer's tasks without writing anything more.
+        """Stop the writer's tasks without writing anything more (a writer that never ends its stream: no
+        end to report, but no longer running).
 
         The flusher is told to stop, not cancelled: it ends after the store call it may have in flight.
         Cancelling redis-py in the middle of a command can stall that connection for seconds.
         """
+        await self._stop_tasks()
+        self._abandoned()
+
+    async def _stop_tasks(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
         self._stopped = True
@@ -294,14 +395,27 @@ class StreamWriter(WriterBase):
         self._ticker = asyncio.get_running_loop().call_later(self.options.lease / 3, self._tick)
 
     async def _append(self, batch: list[Any]) -> bool:
+        observer = self._observer
+        started = time.perf_counter() if observer.timing else 0.0
         try:
-            return await self.store.append(self.stream_id, batch, lease=self.options.lease)
+            stored = await self.store.append(self.stream_id, batch, lease=self.options.lease)
         except StoreUnavailableError:  # retried; the first try stays a frame short
+            if observer.timing:
+                observer.store_call("append", started, failed=True)
             append = functools.partial(self.store.append, self.stream_id, batch, lease=self.options.lease)
-            stored: bool = await retrying(
-                append, self.options.store_retry_for, f"writing stream {self.stream_id}"
+            retried: bool = await retrying(
+                lambda: timed(observer, "append", append()),
+                self.options.store_retry_for,
+                f"writing stream {self.stream_id}",
             )
-            return stored
+            return retried
+        except BaseException:
+            if observer.timing:
+                observer.store_call("append", started, failed=True)
+            raise
+        if observer.timing:
+            observer.store_call("append", started)
+        return stored
 
     async def _flush(self) -> None:
         try:

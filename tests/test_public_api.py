@@ -13,6 +13,7 @@ import litestar_resumable.testing
 
 def test_all_is_pinned_and_sorted() -> None:
     assert litestar_resumable.__all__ == (
+        "GenerationEnd",
         "ItemEncoder",
         "KeyConflictError",
         "MemoryStreamStore",

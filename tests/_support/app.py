@@ -9,7 +9,9 @@ Configured by environment variables, so every server process gets its own settin
 - ``E2E_HEARTBEAT``: seconds of silence before a follower sends ``: ping`` (default 15);
 - ``E2E_SHUTDOWN_GRACE``: the plugin's ``shutdown_grace`` in seconds (default 10);
 - ``E2E_STORE_RETRY_FOR``: the routes' ``store_retry_for`` in seconds (default 4);
-- ``E2E_MAX_GENERATIONS``, ``E2E_MAX_FOLLOWERS``, ``E2E_SHARED_LIMITS=1``, ``E2E_LIMITS_TTL``: the limits.
+- ``E2E_MAX_GENERATIONS``, ``E2E_MAX_FOLLOWERS``, ``E2E_SHARED_LIMITS=1``, ``E2E_LIMITS_TTL``: the limits;
+- ``E2E_METRICS=1``: the plugin's Prometheus metrics, served at ``/metrics`` by Litestar's own
+  ``PrometheusController`` (with its ``PrometheusConfig`` middleware), as an app would.
 
 Generators that pace themselves do it on an absolute schedule (item ``i`` at ``start + i * interval``), so
 a generator's own duration is known in advance and a test can tell whether something slowed it down.
@@ -18,7 +20,9 @@ a generator's own duration is known in advance and a test can tell whether somet
 import asyncio
 import os
 import random
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from litestar import Controller, Litestar, get, post
 
@@ -122,6 +126,27 @@ async def hold(n: int = 1) -> AsyncIterator[str]:
     await asyncio.Event().wait()
 
 
+_stall = asyncio.Event()
+
+
+@get("/stall")
+@resumable
+async def stall(seconds: float = 3.0) -> AsyncIterator[str]:
+    """One item; then, once ``POST /stall/go`` is asked, the whole event loop blocked for ``seconds`` (sync
+    code in an async handler): no lease renewal meanwhile, so readers elsewhere may give the stream up;
+    then one item more."""
+    yield "before"
+    await _stall.wait()
+    _stall.clear()
+    time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop is the point
+    yield "after"
+
+
+@post("/stall/go", status_code=202, sync_to_thread=False)
+def stall_go() -> None:
+    _stall.set()
+
+
 class ChatController(Controller):
     """Keyed generations, as apps write them: one running answer per chat, in a Controller."""
 
@@ -148,8 +173,19 @@ def pid() -> int:
     return os.getpid()
 
 
+def _observability() -> dict[str, Any]:
+    if os.environ.get("E2E_METRICS") != "1":
+        return {}
+    from litestar.plugins.prometheus import PrometheusConfig, PrometheusController  # noqa: PLC0415
+
+    return {"middleware": [PrometheusConfig().middleware], "extra_routes": [PrometheusController]}
+
+
+_watching = _observability()
+
 app = Litestar(
-    [count, text, big, boom, hold, ChatController, pid],
+    [count, text, big, boom, hold, stall, stall_go, ChatController, pid, *_watching.get("extra_routes", [])],
+    middleware=_watching.get("middleware", []),
     plugins=[
         ResumablePlugin(
             store=_store(),
@@ -163,6 +199,7 @@ app = Litestar(
             else None,
             shared_limits=os.environ.get("E2E_SHARED_LIMITS") == "1",
             limits_ttl=float(os.environ.get("E2E_LIMITS_TTL", "30")),
+            metrics=bool(_watching),
         )
     ],
 )

@@ -1,0 +1,416 @@
+"""What the library tells about itself: Prometheus metrics, OpenTelemetry spans, lifecycle logs and hooks.
+
+One :class:`Observer` per configuration (``metrics=``, ``tracing=``) is shared by the plugin, its producers
+and followers, and by writers in job-queue workers. Every call site tells it what happened (a generation
+started, a batch was stored, a follower opened, a store call took so long) and it updates whatever is on:
+
+- metrics (``prometheus-client``, the ``metrics`` extra) on the default registry, or the one passed, so that
+  Litestar's ``PrometheusController`` exposes them with no route of ours. Label children are kept per
+  label value, so the per-batch calls of the hot path cost a dict lookup and an increment;
+- a span per generation (``opentelemetry-api``, the ``otel`` extra), from its start to its terminal event, a
+  new trace linked to the span that was current when it started (the request's, under Litestar's
+  OpenTelemetry plugin; a job's, in a worker). It is current in the producer's task, so the model's own
+  spans (an instrumented OpenAI client, say) are its children;
+- one log line per lifecycle step on the ``litestar_resumable`` logger, with the stream id in the message
+  and as ``extra`` fields (``stream_id``, ``route``, ``step``, ...) for structured formatters; none per event.
+
+Each generation's end reaches the route's ``on_generation_end`` hook as a :class:`GenerationEnd`, on the
+worker that produced it; a hook that raises is logged and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+if TYPE_CHECKING:
+    from litestar_resumable._events import StreamInfo, TerminalStatus
+    from litestar_resumable._options import GenerationHook
+
+__all__ = (
+    "NO_OBSERVER",
+    "Generation",
+    "GenerationEnd",
+    "Observer",
+    "call_hook",
+    "call_hook_sync",
+    "observer_for",
+    "timed",
+)
+
+T = TypeVar("T")
+
+logger = logging.getLogger("litestar_resumable")
+
+StoreOperation = Literal["create", "append", "read", "finish"]
+ResumeKind = Literal["last_event_id", "replay", "after_end"]
+
+_STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_FIRST_EVENT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationEnd:
+    """A generation's end, as its ``on_generation_end`` hook gets it: who, how, and what it cost."""
+
+    stream_id: str
+    route: str
+    """The route's id, as ``StreamInfo.route`` (``-`` for streams opened with ``open_stream``)."""
+    status: TerminalStatus
+    """How it ended: the stream's terminal status as the store has it (as written, if the store was out
+    of reach at the end)."""
+    message: str | None
+    """The terminal event's message, if it has one."""
+    events: int
+    """Events this writer stored (the terminal one not counted)."""
+    bytes: int
+    """UTF-8 bytes of those events' data."""
+    duration: float
+    """Seconds from the start of writing to the end."""
+    owner: str | None
+    key: str | None
+    """The route's key, scoped by owner as the store keeps it (``StreamInfo.key``)."""
+    info: StreamInfo | None
+    """The stream as the store has it after the end; None if the store was out of reach."""
+
+
+class _Metrics:
+    """The library's Prometheus collectors on one registry."""
+
+    def __init__(self, registry: Any) -> None:
+        from prometheus_client import Counter, Gauge, Histogram  # noqa: PLC0415 - the optional extra
+
+        self.started = Counter(
+            "resumable_generations_started",
+            "Generations started by this process (producers and writers).",
+            ["route"],
+            registry=registry,
+        )
+        self.ended = Counter(
+            "resumable_generations_ended",
+            "Generations ended by this process, by terminal status.",
+            ["route", "status"],
+            registry=registry,
+        )
+        self.running = Gauge(
+            "resumable_generations_running",
+            "Generations this process is producing or writing now.",
+            ["route"],
+            registry=registry,
+        )
+        self.followers = Gauge(
+            "resumable_followers",
+            "Open SSE responses of streams in this process.",
+            ["route"],
+            registry=registry,
+        )
+        self.resumes = Counter(
+            "resumable_resumes",
+            "Requests that resumed a stream: after a Last-Event-ID, from the start, or after its end.",
+            ["route", "kind"],
+            registry=registry,
+        )
+        self.events = Counter(
+            "resumable_events", "Events stored by this process.", ["route"], registry=registry
+        )
+        self.event_bytes = Counter(
+            "resumable_event_bytes",
+            "UTF-8 bytes of the data of the events stored by this process.",
+            ["route"],
+            registry=registry,
+        )
+        self.store_errors = Counter(
+            "resumable_store_errors", "Store calls that failed.", ["operation"], registry=registry
+        )
+        self.store_seconds = Histogram(
+            "resumable_store_seconds",
+            "Seconds store calls took.",
+            ["operation"],
+            buckets=_STORE_BUCKETS,
+            registry=registry,
+        )
+        self.first_event = Histogram(
+            "resumable_time_to_first_event_seconds",
+            "Seconds from a request to the first event its SSE response wrote.",
+            ["route"],
+            buckets=_FIRST_EVENT_BUCKETS,
+            registry=registry,
+        )
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, collector: Any, *labels: str) -> Any:
+        key = (id(collector), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = collector.labels(*labels)
+        return child
+
+
+_METRICS: dict[int, tuple[Any, _Metrics]] = {}  # id(registry) -> (registry, its collectors)
+
+
+def _metrics_on(registry: Any) -> _Metrics:
+    if registry is None:
+        from prometheus_client import REGISTRY  # noqa: PLC0415 - the optional extra
+
+        registry = REGISTRY
+    known = _METRICS.get(id(registry))
+    if known is None or known[0] is not registry:
+        known = _METRICS[id(registry)] = (registry, _Metrics(registry))
+    return known[1]
+
+
+class Generation:
+    """One generation as observed: its route, its start, its span."""
+
+    __slots__ = ("_observer", "_running", "_span", "route", "started_at", "stream_id")
+
+    def __init__(self, observer: Observer, stream_id: str, route: str) -> None:
+        self._observer = observer
+        self.stream_id = stream_id
+        self.route = route
+        self.started_at = time.monotonic()
+        self._span: Any = None
+        self._running = True
+        metrics = observer.metrics
+        if metrics is not None:
+            metrics.child(metrics.started, route).inc()
+            metrics.child(metrics.running, route).inc()
+        if observer.tracer is not None:
+            self._span = observer.start_span(stream_id, route)
+        _log(logging.INFO, "generation started", stream_id, route=route)
+
+    def activate(self) -> Callable[[], None]:
+        """Make the span current in this task (its children: the model's spans); returns the undo."""
+        if self._span is None:
+            return _nothing
+        from opentelemetry import context, trace  # noqa: PLC0415 - the optional extra
+
+        token = context.attach(trace.set_span_in_context(self._span))
+        return lambda: context.detach(token)
+
+    def stored(self, events: int, nbytes: int) -> None:
+        metrics = self._observer.metrics
+        if metrics is not None:
+            metrics.child(metrics.events, self.route).inc(events)
+            metrics.child(metrics.event_bytes, self.route).inc(nbytes)
+
+    def step(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
+        """A lifecycle step of the generation: a span event and a log line."""
+        if self._span is not None:
+            self._span.add_event(name, {k: v for k, v in fields.items() if v is not None})
+        _log(level, name, self.stream_id, route=self.route, **fields)
+
+    def failed(self, error: BaseException) -> None:
+        """The handler or the writer failed: recorded on the span (the log line is the caller's)."""
+        if self._span is not None:
+            self._span.record_exception(error)
+
+    def ended(self, end: GenerationEnd, *, ended_elsewhere: bool) -> None:
+        """Report the end once: span events for a cancel or a lost lease, metrics, the span, the log line."""
+        if not self._running:
+            return
+        self._running = False
+        if end.status == "cancelled":
+            self.step("cancelled")
+        elif end.status == "interrupted" and ended_elsewhere:
+            # Someone ended it for this writer: readers gave it up for dead (it renewed no lease in time).
+            self.step("lease lost", logging.WARNING)
+        metrics = self._observer.metrics
+        if metrics is not None:
+            metrics.child(metrics.running, self.route).dec()
+            metrics.child(metrics.ended, self.route, end.status).inc()
+        if self._span is not None:
+            self._observer.end_span(self._span, end)
+        _log(
+            logging.INFO,
+            "generation ended",
+            self.stream_id,
+            route=self.route,
+            status=end.status,
+            events=end.events,
+            bytes=end.bytes,
+            duration=round(end.duration, 3),
+        )
+
+    def abandoned(self) -> None:
+        """The writer stopped without an end to report (it never wrote): undo the running count."""
+        if self._running:
+            self._running = False
+            metrics = self._observer.metrics
+            if metrics is not None:
+                metrics.child(metrics.running, self.route).dec()
+            if self._span is not None:
+                self._span.end()
+
+
+async def call_hook(hook: GenerationHook | None, end: GenerationEnd) -> None:
+    """Call a route's ``on_generation_end``; what it raises is logged, not raised."""
+    if hook is not None:
+        try:
+            result = hook(end)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception("on_generation_end failed for stream %s", end.stream_id)
+
+
+def call_hook_sync(hook: GenerationHook | None, end: GenerationEnd) -> None:
+    """``call_hook`` from sync code (a thread without an event loop): an async hook is run to its end."""
+    if hook is not None:
+        try:
+            result = hook(end)
+            if inspect.isawaitable(result):
+                asyncio.run(_awaited(result))
+        except Exception:
+            logger.exception("on_generation_end failed for stream %s", end.stream_id)
+
+
+async def _awaited(awaitable: Awaitable[Any]) -> None:
+    await awaitable
+
+
+async def timed(observer: Observer, operation: StoreOperation, call: Awaitable[T]) -> T:
+    """Await a store call, timed for the metrics (when they are on)."""
+    if not observer.timing:
+        return await call
+    started = time.perf_counter()
+    try:
+        result = await call
+    except BaseException:
+        observer.store_call(operation, started, failed=True)
+        raise
+    observer.store_call(operation, started)
+    return result
+
+
+class Observer:
+    """Metrics and spans, each on or off; logs always. See the module's documentation."""
+
+    def __init__(self, metrics: _Metrics | None = None, tracer: Any = None) -> None:
+        self.metrics = metrics
+        self.tracer = tracer
+
+    @property
+    def timing(self) -> bool:
+        """Whether store calls are timed (only for metrics: a clock read per call otherwise saved)."""
+        return self.metrics is not None
+
+    def generation(self, stream_id: str, route: str) -> Generation:
+        return Generation(self, stream_id, route)
+
+    def follower(self, route: str) -> Callable[[], None]:
+        """A follower opened; returns what to call when it closes."""
+        metrics = self.metrics
+        if metrics is None:
+            return _nothing
+        gauge = metrics.child(metrics.followers, route)
+        gauge.inc()
+        return gauge.dec  # type: ignore[no-any-return]
+
+    def first_event(self, route: str, seconds: float) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.child(metrics.first_event, route).observe(seconds)
+
+    def resumed(self, stream_id: str, route: str, kind: ResumeKind, after: int) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.child(metrics.resumes, route, kind).inc()
+        _log(logging.INFO, "stream resumed", stream_id, route=route, kind=kind, after=after)
+
+    def cancelled(self, stream_id: str, route: str) -> None:
+        _log(logging.INFO, "generation cancelled", stream_id, route=route)
+
+    def store_call(self, operation: StoreOperation, started: float, *, failed: bool = False) -> None:
+        """A store call that began at ``started`` (``time.perf_counter()``) has returned, or failed."""
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.child(metrics.store_seconds, operation).observe(time.perf_counter() - started)
+            if failed:
+                metrics.child(metrics.store_errors, operation).inc()
+
+    # -- spans --
+
+    def start_span(self, stream_id: str, route: str) -> Any:
+        from opentelemetry import context, trace  # noqa: PLC0415 - the optional extra
+
+        current = trace.get_current_span().get_span_context()
+        links = [trace.Link(current)] if current.is_valid else []
+        return self.tracer.start_span(
+            "resumable generation",
+            context=context.Context(),  # a trace of its own: the generation outlives the request
+            kind=trace.SpanKind.INTERNAL,
+            links=links,
+            attributes={"resumable.stream_id": stream_id, "resumable.route": route},
+        )
+
+    @staticmethod
+    def end_span(span: Any, end: GenerationEnd) -> None:
+        from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - the optional extra
+
+        span.set_attributes(
+            {
+                "resumable.status": end.status,
+                "resumable.events": end.events,
+                "resumable.bytes": end.bytes,
+                **({"resumable.owner": end.owner} if end.owner is not None else {}),
+            }
+        )
+        if end.status in ("error", "interrupted"):
+            span.set_status(Status(StatusCode.ERROR, end.message or end.status))
+        span.end()
+
+
+NO_OBSERVER = Observer()
+"""Logs only: what a writer or plugin without ``metrics=`` or ``tracing=`` uses."""
+
+_OBSERVERS: dict[tuple[int, int], tuple[Any, Any, Observer]] = {}
+
+
+def observer_for(*, metrics: Any = False, tracing: Any = False) -> Observer:
+    """The observer of a configuration, shared by everything configured alike in this process.
+
+    ``metrics``: False, True (prometheus-client's default registry) or a ``CollectorRegistry``.
+    ``tracing``: False, True (OpenTelemetry's global tracer provider) or a ``TracerProvider``.
+    """
+    if metrics is False and tracing is False:
+        return NO_OBSERVER
+    key = (id(metrics), id(tracing))
+    known = _OBSERVERS.get(key)
+    if known is not None and known[0] is metrics and known[1] is tracing:
+        return known[2]
+    collectors = None if metrics is False else _metrics_on(None if metrics is True else metrics)
+    tracer = None
+    if tracing is not False:
+        from opentelemetry import trace  # noqa: PLC0415 - the optional extra
+
+        from litestar_resumable import __name__ as package  # noqa: PLC0415
+
+        provider = trace.get_tracer_provider() if tracing is True else tracing
+        tracer = provider.get_tracer(package)
+    observer = Observer(collectors, tracer)
+    _OBSERVERS[key] = (metrics, tracing, observer)
+    return observer
+
+
+def _log(level: int, step: str, stream_id: str, **fields: Any) -> None:
+    if logger.isEnabledFor(level):
+        shown = " ".join(f"{name}={value}" for name, value in fields.items() if value is not None)
+        logger.log(
+            level,
+            "%s: stream %s %s",
+            step,
+            stream_id,
+            shown,
+            extra={"step": step, "stream_id": stream_id, **fields},
+        )
+
+
+def _nothing() -> None:
+    pass
