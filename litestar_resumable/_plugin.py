@@ -11,6 +11,7 @@ another worker read the same stored events the same way.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -376,10 +377,15 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         if resume:
             self.observer.resumed(stream_id, info.route, "last_event_id" if after else "replay", after)
         stream_format = self._formats.get(info.format) or format_named(info.format) or self.defaults.format
+        options = self.options_for(info.route)
+        if info.lease > 0 and info.lease != options.lease:
+            # Its writer's lease, not the route's: an opened stream's is its own, and the route's may have
+            # changed since the stream began. Readers check it every half lease.
+            options = dataclasses.replace(options, lease=info.lease)
         return await self._follower(
             stream_id,
             after,
-            self.options_for(info.route),
+            options,
             stream_format,
             route=info.route,
             requested_at=requested_at,

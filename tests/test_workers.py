@@ -73,9 +73,6 @@ def env() -> Iterator[dict[str, str]]:
         "E2E_KEY_PREFIX": prefix,
         "E2E_SAQ_QUEUE": prefix,
         "E2E_CELERY_QUEUE": prefix,
-        # The plugin's lease as short as the streams' whose worker is killed: its followers check a stream's
-        # lease at the plugin's pace, not the stream's (see the xfail test at the end).
-        "E2E_LEASE": str(LEASE),
     }
     client = Redis.from_url(REDIS_URL)
     try:
@@ -334,17 +331,9 @@ async def test_cancel_from_the_web_stops_the_job(deployment, via):
     )
 
 
-# -- a follower checks an opened stream's lease at the plugin's pace --
+# -- a follower checks an opened stream's own lease, not the plugin's --
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="library bug: a follower checks an opened stream's lease every plugin lease / 2, not every "
-    "stream lease / 2 (ResumablePlugin._open follows with options_for(info.route), and an opened stream's "
-    "route '-' has the plugin's defaults), so open_stream(lease=0.5) under ResumablePlugin(lease=10) ends "
-    "interrupted only 5 s after its writer is gone",
-)
 async def test_an_unclaimed_opened_stream_ends_interrupted_within_its_own_lease():
     lease = 0.5
     plugin = ResumablePlugin(lease=10)  # the plugin's default; the stream's own lease is shorter
