@@ -6,15 +6,28 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
+import os
 import re
+import shutil
+import subprocess
 import sys
 import types
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from _support import docs
-from _support.asgi import serve
-from litestar import Litestar
+from _support import docs, observability
+from _support.asgi import serve, within
+from litestar import Litestar, get
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from litestar_resumable import MemoryStreamStore, ResumablePlugin, StreamEvent, StreamWriter, resumable
+from litestar_resumable.testing import read_sse
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -119,3 +132,254 @@ def test_the_scaling_figures_are_generated_from_the_benchmark_results() -> None:
         "scaling; scaling.update(pathlib.Path('docs/scaling.md'), "
         "json.loads(pathlib.Path('benchmarks/results/results.json').read_text()))\""
     )
+
+
+# -- docs/observability.md and docs/grafana-dashboard.json --
+
+
+def test_the_metric_table_is_generated_from_the_registered_collectors() -> None:
+    assert observability.shown() == observability.metric_table(), (
+        "docs/observability.md's metric table differs from the collectors of litestar_resumable/_observe.py; "
+        f"regenerate it from the repository root with: {observability.REGENERATE}"
+    )
+
+
+def test_the_observability_page_names_only_metrics_the_library_exposes() -> None:
+    text = observability.PAGE.read_text(encoding="utf-8")
+    assert observability.names_in(text) <= observability.series() | {
+        m.name for m in observability.registered()
+    }
+    queries = observability.page_queries()
+    assert len(queries) >= 10
+    for query in queries:
+        assert observability.names_in(query), query
+        assert observability.names_in(query) <= observability.series(), query
+
+
+def test_the_dashboard_has_titled_panels_on_a_data_source_and_queries_only_series_that_exist() -> None:
+    dashboard = observability.load_dashboard()
+    assert dashboard["schemaVersion"] >= 39
+    (source,) = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+    assert source["query"] == "prometheus"
+    panels = observability.panels(dashboard)
+    assert panels
+    for panel in panels:
+        assert panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${" + source["name"] + "}"}
+        assert panel["targets"]
+        for target in panel["targets"]:
+            assert observability.names_in(target["expr"]), target["expr"]
+            assert target["datasource"] == panel["datasource"]
+    named = {
+        name for query in observability.dashboard_queries(dashboard) for name in observability.names_in(query)
+    }
+    assert named <= observability.series()
+    # Every metric is on the dashboard.
+    assert {metric.name for metric in observability.registered()} <= {
+        re.sub(r"_(bucket|sum|count)$", "", name) for name in named
+    }
+
+
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool (Debian's prometheus) is not installed"
+)
+def test_every_query_of_the_dashboard_and_the_page_parses(tmp_path: Path) -> None:
+    queries = [
+        *observability.page_queries(),
+        *map(
+            observability.grafana_to_promql, observability.dashboard_queries(observability.load_dashboard())
+        ),
+    ]
+    rules = [f"      - record: docs:query_{n}\n        expr: {json.dumps(q)}" for n, q in enumerate(queries)]
+    path = tmp_path / "rules.yml"
+    path.write_text("groups:\n  - name: docs\n    rules:\n" + "\n".join(rules) + "\n", encoding="utf-8")
+    checked = subprocess.run(
+        ["promtool", "check", "rules", str(path)], capture_output=True, text=True, check=False, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in checked.stdout + checked.stderr
+
+
+async def test_the_setup_example_serves_the_series_on_litestars_metrics_route() -> None:
+    ((name, code),) = [
+        (n, c) for n, c in examples() if n.startswith("observability.md") and "Prometheus" in c
+    ]
+    app = (await asyncio.to_thread(run_example, name, code)).app
+    async with serve(app) as client:
+        answer = await within(read_sse(client, "GET", "/answer", params={"prompt": "one two"}))
+        assert answer.terminal is not None
+        scraped = (await within(client.get("/metrics"))).text
+    samples = [s for family in text_string_to_metric_families(scraped) for s in family.samples]
+    route = next(s.labels["route"] for s in samples if s.name == "resumable_generations_started_total")
+    assert route.endswith(".answer")
+    names = {s.name for s in samples if s.labels.get("route") == route}
+    assert {"resumable_events_total", "resumable_time_to_first_event_seconds_count"} <= names
+
+
+def test_multiprocess_mode_keeps_a_gauge_per_process_and_sums_counters_as_the_page_says(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT / "tests")}
+
+    def run(function: str) -> subprocess.Popen[str]:
+        command = f"from _support.observability import {function}; {function}()"
+        return subprocess.Popen([sys.executable, "-c", command], env=env, stdout=subprocess.PIPE, text=True)
+
+    pids = []
+    for _ in range(2):
+        with run("count_one_generation") as process:
+            pids.append(str(process.pid))
+        assert process.returncode == 0
+    with run("scrape_with_litestar") as scraper:
+        scraped, _ = scraper.communicate(timeout=60)
+    shown = [line for line in scraped.splitlines() if line.startswith("resumable_")]
+    for pid, placeholder in zip(pids, ("<first process>", "<second process>"), strict=True):
+        shown = [line.replace(f'pid="{pid}"', f'pid="{placeholder}"') for line in shown]
+    assert sorted(shown) == sorted(observability.block_after("<!-- multiprocess: checked"))
+
+
+@pytest.fixture
+def traced() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+async def test_a_workers_span_is_linked_to_the_job_and_current_only_after_activate(store, traced) -> None:
+    provider, exporter = traced
+    tracer = provider.get_tracer("a job")
+    plugin = ResumablePlugin(store)
+    stream_id = await plugin.open_stream()
+    with tracer.start_as_current_span("job"):
+        async with StreamWriter(store, stream_id, tracing=provider) as writer:
+            with tracer.start_as_current_span("before activate"):
+                await writer.write("a")
+            undo = writer.activate()
+            try:
+                with tracer.start_as_current_span("after activate"):
+                    await writer.write("b")
+            finally:
+                undo()
+    await plugin.shutdown()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    generation, job = spans["resumable generation"], spans["job"]
+    assert generation.parent is None
+    assert [link.context.span_id for link in generation.links] == [job.context.span_id]
+    assert spans["before activate"].parent.span_id == job.context.span_id  # type: ignore[union-attr]
+    assert spans["after activate"].parent.span_id == generation.context.span_id  # type: ignore[union-attr]
+    assert generation.attributes is not None
+    assert (generation.attributes["resumable.route"], generation.attributes["resumable.events"]) == ("-", 2)
+
+
+async def test_resumes_and_viewers_open_no_span_of_the_librarys(traced) -> None:
+    provider, exporter = traced
+
+    @get("/two")
+    @resumable
+    async def two() -> AsyncIterator[str]:
+        yield "a"
+        yield "b"
+
+    app = Litestar([two], plugins=[ResumablePlugin(tracing=provider)])
+    async with serve(app) as client:
+        first = await within(read_sse(client, "GET", "/two"))
+        await within(read_sse(client, "GET", "/two", last_event_id=first.events[0].id))
+        await within(read_sse(client, "GET", f"/resumable/streams/{first.stream_id}"))
+    assert [s.name for s in exporter.get_finished_spans()] == ["resumable generation"]
+
+
+async def test_store_errors_count_a_refused_create_and_a_cancelled_read_as_the_page_says() -> None:
+    registry = CollectorRegistry()
+    store = _StalledReads()
+    started = asyncio.Event()
+
+    @get("/chat/{chat_id:str}")
+    @resumable(key="chat_id", on_conflict="reject")
+    async def chat(chat_id: str) -> AsyncIterator[str]:
+        yield chat_id
+        started.set()
+        await asyncio.Event().wait()
+
+    app = Litestar([chat], plugins=[ResumablePlugin(store, metrics=registry)], logging_config=None)
+    async with serve(app) as client:
+        async with client.stream("GET", "/chat/42") as first:
+            await within(anext(first.aiter_bytes()))  # "retry: ...": the follower then reads, and waits
+            await within(asyncio.gather(started.wait(), store.reading.wait()))
+            assert (await within(client.get("/chat/42"))).status_code == 409
+        await within(_sampled(registry, "resumable_store_errors_total", {"operation": "read"}))
+        stream_id = first.headers["x-resumable-stream-id"]
+        assert (await within(client.delete(f"/resumable/streams/{stream_id}"))).status_code == 202
+    assert registry.get_sample_value("resumable_store_errors_total", {"operation": "create"}) == 1
+    assert registry.get_sample_value("resumable_store_errors_total", {"operation": "read"}) == 1
+
+
+class _StalledReads(MemoryStreamStore):
+    """A store whose reads never answer: a follower's read is in flight when its client goes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reading = asyncio.Event()
+
+    async def read_after(
+        self, stream_id: str, position: int, *, limit: int, max_bytes: int | None = None
+    ) -> list[StreamEvent]:
+        self.reading.set()
+        await asyncio.Event().wait()
+        return await super().read_after(stream_id, position, limit=limit, max_bytes=max_bytes)
+
+
+async def _sampled(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> None:
+    while registry.get_sample_value(name, labels) is None:
+        await asyncio.sleep(0.01)
+
+
+async def test_the_log_steps_and_lines_are_as_the_page_shows(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStreamStore()
+
+    @get("/three")
+    @resumable
+    async def three() -> AsyncIterator[str]:
+        for word in ("one", "two", "three"):
+            yield word + " "
+
+    plugin = ResumablePlugin(store)
+    with caplog.at_level(logging.DEBUG, logger="litestar_resumable"):
+        async with serve(Litestar([three], plugins=[plugin], logging_config=None)) as client:
+            answer = await within(read_sse(client, "GET", "/three"))
+            await within(_logged(caplog, answer.stream_id, "generation ended"))
+            await within(read_sse(client, "GET", "/three", last_event_id=answer.events[0].id))
+            # Writers whose streams someone else ends: a cancel, and an interrupt as a reader that found
+            # the lease run out writes it.
+            for end in (plugin.cancel, lambda stream_id: store.finish(stream_id, "interrupted")):
+                stream_id = await plugin.open_stream()
+                async with StreamWriter(store, stream_id) as writer:
+                    await writer.write("a")
+                    await end(stream_id)
+                    await within(writer.wait_cancelled())
+                await within(_logged(caplog, stream_id, "generation ended"))
+
+    records = [r for r in caplog.records if hasattr(r, "step")]
+    baseline = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+    for step, level, fields in observability.log_steps():
+        record = next(r for r in records if r.step == step)  # type: ignore[attr-defined]
+        assert record.levelname == level, step
+        assert set(vars(record)) - baseline == {"step", "stream_id", *fields}, step
+        assert record.getMessage().startswith(f"{step}: stream {record.stream_id}")  # type: ignore[attr-defined]
+    route = next(r.route for r in records if r.stream_id == answer.stream_id)  # type: ignore[attr-defined]
+    lines = [
+        re.sub(r"duration=\S+", "duration=<seconds>", r.getMessage())
+        .replace(answer.stream_id, "<stream id>")
+        .replace(f"route={route}", "route=<route id>")
+        for r in records
+        if r.stream_id == answer.stream_id  # type: ignore[attr-defined]
+    ]
+    assert lines == observability.block_after("<!-- log lines: checked")
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, stream_id: str, step: str) -> None:
+    while not any(
+        getattr(r, "stream_id", None) == stream_id and getattr(r, "step", None) == step
+        for r in caplog.records
+    ):
+        await asyncio.sleep(0.01)
