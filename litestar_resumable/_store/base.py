@@ -20,6 +20,13 @@ and exactly one terminal event wins.
 Positions are given by the producer (it is the only writer of ordinary events); the terminal event takes
 the position after the last one, whoever writes it (see :meth:`StreamEvent.terminal`).
 
+A store may also keep streams written over the Durable Streams protocol
+(``litestar_resumable.durable_streams``): streams with a name, a content type and an expiry of their own,
+written by any number of HTTP clients. Their positions are given by the store, and the protocol's writer
+state (``Stream-Seq``, idempotent producers, the closing request) is checked and kept in the same atomic
+call as the append. They hold ordinary events, so watches, ``read_after`` and ``info`` work on them as on
+any stream, and the SSE path knows nothing of them. Those methods raise ``NotImplementedError`` here.
+
 ``litestar_resumable.testing.StoreContract`` is the test suite every store passes; run it over yours.
 """
 
@@ -29,7 +36,11 @@ import asyncio
 import contextlib
 import math
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
+
+import msgspec
+
+from litestar_resumable._events import StreamStatus
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -37,7 +48,97 @@ if TYPE_CHECKING:
     from litestar_resumable._events import StreamEvent, StreamInfo, TerminalStatus
     from litestar_resumable._options import ConflictPolicy
 
-__all__ = ("StreamStore", "StreamWatch", "take_within")
+__all__ = (
+    "DURABLE_FORMAT",
+    "AppendOutcome",
+    "DurableAppend",
+    "DurableStream",
+    "Producer",
+    "StreamStore",
+    "StreamWatch",
+    "media_type",
+    "take_within",
+)
+
+DURABLE_FORMAT = "durable-streams"
+"""The format name of streams created over the Durable Streams protocol (``StreamInfo.format``)."""
+
+AppendOutcome = Literal[
+    "appended",
+    "duplicate",
+    "closed",
+    "content_type",
+    "stale_epoch",
+    "epoch_restart",
+    "seq_gap",
+    "stream_seq",
+    "missing",
+]
+"""What became of an append to a durable stream: stored (or, with no data, the stream closed); a
+producer's retry, stored already; refused because the stream is closed, because it has another content
+type, because the producer's epoch is older than the stream knows (``stale_epoch``), because a new epoch
+did not start at sequence 0 (``epoch_restart``), because the producer skipped a sequence number
+(``seq_gap``), or because ``Stream-Seq`` did not grow (``stream_seq``); or the stream is gone."""
+
+
+def media_type(content_type: str) -> str:
+    """The media type of a content type, lower case, without parameters: what durable streams compare."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+class Producer(msgspec.Struct, frozen=True):
+    """An idempotent producer's claim on one append: who writes, in which epoch, its sequence number."""
+
+    producer_id: str
+    epoch: int
+    seq: int
+
+    @property
+    def tuple_text(self) -> str:
+        """The claim as one string (the producer id last, so that it may hold any character)."""
+        return f"{self.epoch}:{self.seq}:{self.producer_id}"
+
+
+class DurableStream(msgspec.Struct, frozen=True):
+    """What a store keeps of a stream written over the Durable Streams protocol besides its events."""
+
+    stream_id: str
+    name: str
+    content_type: str
+    status: StreamStatus
+    """``running`` while open; ``done`` once closed (its terminal event is the close)."""
+    last_position: int
+    """Position of the newest stored event: the terminal one once closed; 0 when empty."""
+    owner: str | None = None
+    ttl: int | None = None
+    """Seconds the stream lives after its last read or write (a sliding window), if it has a TTL."""
+    expires_at: float | None = None
+    """When the stream expires (Unix time, seconds), if it has an absolute expiry."""
+    closed_by: str | None = None
+    """The :attr:`Producer.tuple_text` of the producer's append that closed the stream, if one did."""
+
+    @property
+    def closed(self) -> bool:
+        return self.status != "running"
+
+    @property
+    def tail(self) -> int:
+        """Position of the newest data event (the terminal event is not data)."""
+        return self.last_position - 1 if self.closed else self.last_position
+
+
+class DurableAppend(msgspec.Struct, frozen=True):
+    """The answer to :meth:`StreamStore.append_durable`."""
+
+    outcome: AppendOutcome
+    tail: int = 0
+    """The stream's newest data position after the call (0 when ``missing``)."""
+    closed: bool = False
+    """Whether the stream is closed after the call."""
+    producer_epoch: int | None = None
+    """The producer's epoch: the accepted one, or the stream's newer one (``stale_epoch``)."""
+    producer_seq: int | None = None
+    """The producer's highest accepted sequence number; for ``seq_gap``, the one expected next."""
 
 
 def take_within(events: Sequence[StreamEvent], max_bytes: int | None) -> list[StreamEvent]:
@@ -197,6 +298,70 @@ class StreamStore(ABC):
     async def drop_slot(self, counter: str, member: str) -> None:
         """Stop counting ``member`` in ``counter``."""
         raise NotImplementedError(f"{type(self).__name__} does not keep counters (shared limits)")
+
+    # -- streams written over the Durable Streams protocol (litestar_resumable.durable_streams) --
+
+    async def durable_id(self, name: str) -> str | None:
+        """The id of the durable stream named ``name``, or None if there is none (or it expired)."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep durable streams")
+
+    async def create_durable(
+        self,
+        stream_id: str,
+        *,
+        name: str,
+        content_type: str,
+        data: Sequence[tuple[str | None, str]] = (),
+        close: bool = False,
+        owner: str | None = None,
+        ttl: int | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[bool, DurableStream]:
+        """Create a durable stream named ``name`` with id ``stream_id``, its first events ``data`` (``(event
+        name, data)`` pairs at positions 1, 2, ...) and, with ``close``, closed at once; atomically, unless
+        a stream of that name exists: then change nothing. Return whether it was created, and the stream
+        of that name (to compare with what was asked).
+
+        It expires ``ttl`` seconds after its last read or write, or at ``expires_at`` (Unix time), or
+        never; a running one is never ended by lease checks (it has no producer that could die).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not keep durable streams")
+
+    async def append_durable(
+        self,
+        stream_id: str,
+        data: Sequence[tuple[str | None, str]],
+        *,
+        content_type: str,
+        stream_seq: str | None = None,
+        producer: Producer | None = None,
+        close: bool = False,
+    ) -> DurableAppend:
+        """Append ``data`` (``(event name, data)`` pairs) at the next positions and, with ``close``, close the
+        stream after them, in one atomic step that checks, in this order: the stream exists; it is open
+        (a close without data of a closed stream succeeds, and so does the retry of the producer's
+        append that closed it); its content type is ``content_type``; the producer's epoch and sequence
+        number (a retry is a ``duplicate`` and changes nothing); ``stream_seq`` is greater, byte by byte,
+        than the last one given. Renews a TTL.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not keep durable streams")
+
+    async def read_durable(
+        self,
+        stream_id: str,
+        position: int,
+        *,
+        limit: int,
+        max_bytes: int | None = None,
+        touch: bool = True,
+    ) -> tuple[DurableStream | None, list[StreamEvent]]:
+        """The durable stream and up to ``limit`` events after ``position`` (as :meth:`read_after`), read
+        together; with ``touch``, a read that renews the stream's TTL. None if there is no such stream."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep durable streams")
+
+    async def delete_durable(self, stream_id: str) -> bool:
+        """Delete a durable stream, its events and its name; False if there was none."""
+        raise NotImplementedError(f"{type(self).__name__} does not keep durable streams")
 
     @contextlib.asynccontextmanager
     async def watch(

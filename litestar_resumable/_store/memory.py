@@ -9,19 +9,32 @@ When a new stream or event would pass it, ended streams are dropped soonest-to-e
 streams alone fill it, the write is refused with :class:`StoreUnavailableError`. Expired streams are
 dropped lazily, at most once a second, when streams are created or read, so the store runs no task of
 its own. Every call is free of ``await``, so each one is atomic.
+
+Durable streams (``litestar_resumable.durable_streams``) are streams with a record of their protocol state
+and a name in a table of names; they are never dropped to make room, only when they expire or are deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from litestar_resumable._errors import KeyConflictError, StoreUnavailableError, StreamExistsError
-from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus
-from litestar_resumable._store.base import StreamStore, StreamWatch, take_within
+from litestar_resumable._events import OPENED_ROUTE, StreamEvent, StreamInfo, StreamStatus, TerminalStatus
+from litestar_resumable._store.base import (
+    DURABLE_FORMAT,
+    DurableAppend,
+    DurableStream,
+    Producer,
+    StreamStore,
+    StreamWatch,
+    media_type,
+    take_within,
+)
 from litestar_resumable._waiting import Signal
 
 if TYPE_CHECKING:
@@ -33,6 +46,19 @@ __all__ = ("MemoryStreamStore",)
 
 _PURGE_INTERVAL = 1.0
 _EVENT_OVERHEAD = 64  # bytes of bookkeeping counted per event, so empty events are not free
+
+
+@dataclass(eq=False)
+class _Durable:
+    """The protocol state of a durable stream."""
+
+    name: str
+    content_type: str
+    ttl: int | None
+    expires_at: float | None
+    stream_seq: str | None = None
+    producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (epoch, last seq)
+    closed_by: str | None = None
 
 
 @dataclass(eq=False)
@@ -51,6 +77,7 @@ class _Stream:
     nbytes: int = 0
     changed: Signal = field(default_factory=Signal)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
+    durable: _Durable | None = None
 
     @property
     def last(self) -> int:
@@ -87,6 +114,7 @@ class MemoryStreamStore(StreamStore):
         self.max_bytes = max_bytes
         self._streams: dict[str, _Stream] = {}
         self._keys: dict[str, str] = {}
+        self._names: dict[str, str] = {}  # durable streams: name -> stream id
         self._counters: dict[str, dict[str, float]] = {}  # counter -> member -> when it expires
         self._nbytes = 0
         self._next_purge = 0.0
@@ -108,6 +136,8 @@ class MemoryStreamStore(StreamStore):
         self._nbytes -= stream.nbytes
         if stream.key is not None and self._keys.get(stream.key) == stream_id:
             del self._keys[stream.key]
+        if stream.durable is not None and self._names.get(stream.durable.name) == stream_id:
+            del self._names[stream.durable.name]
         stream.ended.set()
         stream.notify()
 
@@ -123,18 +153,22 @@ class MemoryStreamStore(StreamStore):
         if self._nbytes + nbytes <= self.max_bytes:
             return
         self._purge(time.monotonic())
-        ended = sorted((s.expires_at, sid) for sid, s in self._streams.items() if s.status != "running")
+        ended = sorted(
+            (s.expires_at, sid)
+            for sid, s in self._streams.items()
+            if s.status != "running" and s.durable is None
+        )
         for _, stream_id in ended:
             if self._nbytes + nbytes <= self.max_bytes:
                 return
             self._drop(stream_id)
         if self._nbytes + nbytes > self.max_bytes:
             raise StoreUnavailableError(
-                f"MemoryStreamStore is full ({self.max_bytes} bytes of running streams)"
+                f"MemoryStreamStore is full ({self.max_bytes} bytes of running and durable streams)"
             )
 
-    def _add(self, stream: _Stream, events: Sequence[StreamEvent]) -> None:
-        nbytes = sum(event.nbytes + _EVENT_OVERHEAD for event in events)
+    def _add(self, stream: _Stream, events: Sequence[StreamEvent], extra: int = 0) -> None:
+        nbytes = sum(event.nbytes + _EVENT_OVERHEAD for event in events) + extra
         self._reserve(nbytes)
         stream.events.extend(events)
         stream.nbytes += nbytes
@@ -298,6 +332,220 @@ class MemoryStreamStore(StreamStore):
         if not counted:
             self._counters.pop(counter, None)
 
+    # -- durable streams --
+
+    async def durable_id(self, name: str) -> str | None:
+        stream_id = self._names.get(name)
+        return None if stream_id is None or self._get(stream_id) is None else stream_id
+
+    async def create_durable(
+        self,
+        stream_id: str,
+        *,
+        name: str,
+        content_type: str,
+        data: Sequence[tuple[str | None, str]] = (),
+        close: bool = False,
+        owner: str | None = None,
+        ttl: int | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[bool, DurableStream]:
+        now = time.monotonic()
+        self._purge(now)
+        existing = await self.durable_id(name)
+        if existing is not None:
+            stream = self._streams[existing]
+            return False, self._durable_of(existing, stream)
+        if stream_id in self._streams:
+            raise StreamExistsError(stream_id)
+        record = _Durable(name, content_type, ttl, expires_at)
+        nbytes = _EVENT_OVERHEAD + len(name) + len(content_type)
+        self._reserve(nbytes)
+        stream = _Stream(
+            route=OPENED_ROUTE,
+            key=None,
+            owner=owner,
+            format=DURABLE_FORMAT,
+            ttl=0.0,
+            lease=math.inf,
+            lease_until=math.inf,
+            expires_at=math.inf,
+            nbytes=nbytes,
+            durable=record,
+        )
+        self._nbytes += nbytes
+        self._streams[stream_id] = stream
+        self._names[name] = stream_id
+        self._touch(stream, now)
+        try:
+            self._add(stream, [StreamEvent(i, text, event) for i, (event, text) in enumerate(data, 1)])
+        except StoreUnavailableError:
+            self._drop(stream_id)
+            raise
+        if close:
+            self._close(stream)
+        return True, self._durable_of(stream_id, stream)
+
+    async def append_durable(
+        self,
+        stream_id: str,
+        data: Sequence[tuple[str | None, str]],
+        *,
+        content_type: str,
+        stream_seq: str | None = None,
+        producer: Producer | None = None,
+        close: bool = False,
+    ) -> DurableAppend:
+        stream = self._get(stream_id)
+        if stream is None or stream.durable is None:
+            return DurableAppend("missing")
+        record = stream.durable
+        refused = _refusal(
+            stream,
+            record,
+            has_data=bool(data),
+            content_type=content_type,
+            stream_seq=stream_seq,
+            producer=producer,
+        )
+        if refused is not None:
+            return refused
+        first = stream.last + 1
+        events = [StreamEvent(first + i, text, event) for i, (event, text) in enumerate(data)]
+        extra = 0
+        if producer is not None and producer.producer_id not in record.producers:
+            extra = _EVENT_OVERHEAD + len(producer.producer_id)  # the producer's state, kept with the stream
+        self._add(stream, events, extra)
+        if producer is not None:
+            record.producers[producer.producer_id] = (producer.epoch, producer.seq)
+        if stream_seq is not None:
+            record.stream_seq = stream_seq
+        self._touch(stream, time.monotonic())
+        if events:
+            stream.notify()
+        if close:
+            record.closed_by = None if producer is None else producer.tuple_text
+            self._close(stream)
+        return DurableAppend(
+            "appended",
+            first + len(events) - 1,
+            closed=close,
+            producer_epoch=None if producer is None else producer.epoch,
+            producer_seq=None if producer is None else producer.seq,
+        )
+
+    async def read_durable(
+        self,
+        stream_id: str,
+        position: int,
+        *,
+        limit: int,
+        max_bytes: int | None = None,
+        touch: bool = True,
+    ) -> tuple[DurableStream | None, list[StreamEvent]]:
+        self._purge(time.monotonic())
+        stream = self._get(stream_id)
+        if stream is None or stream.durable is None:
+            return None, []
+        if touch:
+            self._touch(stream, time.monotonic())
+        start = max(position, 0)
+        return self._durable_of(stream_id, stream), take_within(
+            stream.events[start : start + limit], max_bytes
+        )
+
+    async def delete_durable(self, stream_id: str) -> bool:
+        stream = self._get(stream_id)
+        if stream is None or stream.durable is None:
+            return False
+        self._drop(stream_id)
+        return True
+
+    @staticmethod
+    def _touch(stream: _Stream, now: float) -> None:
+        """Set a durable stream's expiry after a read or write: its TTL from now, or its fixed time."""
+        record = stream.durable
+        assert record is not None  # noqa: S101 - only durable streams are touched
+        if record.ttl is not None:
+            stream.expires_at = now + record.ttl
+        elif record.expires_at is not None:
+            stream.expires_at = now + (record.expires_at - time.time())
+
+    def _close(self, stream: _Stream) -> None:
+        """Close a durable stream: its terminal event (``done``), kept as long as the stream."""
+        terminal = StreamEvent.terminal(stream.last + 1, "done")
+        stream.events.append(terminal)
+        stream.nbytes += terminal.nbytes + _EVENT_OVERHEAD
+        self._nbytes += terminal.nbytes + _EVENT_OVERHEAD
+        stream.status = "done"
+        stream.ended.set()
+        stream.notify()
+
+    @staticmethod
+    def _durable_of(stream_id: str, stream: _Stream) -> DurableStream:
+        record = stream.durable
+        assert record is not None  # noqa: S101 - only durable streams are asked for
+        return DurableStream(
+            stream_id,
+            record.name,
+            record.content_type,
+            stream.status,
+            stream.last,
+            stream.owner,
+            record.ttl,
+            record.expires_at,
+            record.closed_by,
+        )
+
     @contextlib.asynccontextmanager
     async def watch(self, stream_id: str, *, writing: bool = False) -> AsyncIterator[StreamWatch]:  # noqa: ARG002
         yield _MemoryWatch(self, self._get(stream_id), stream_id)
+
+
+def _refusal(
+    stream: _Stream,
+    record: _Durable,
+    *,
+    has_data: bool,
+    content_type: str,
+    stream_seq: str | None,
+    producer: Producer | None,
+) -> DurableAppend | None:
+    """Why an append to a durable stream is refused (or is a retry), in the contract's order; None if not."""
+    if stream.status != "running":
+        tail = stream.last - 1
+        if not has_data or (producer is not None and producer.tuple_text == record.closed_by):
+            return DurableAppend(
+                "duplicate", tail, closed=True, producer_seq=None if producer is None else producer.seq
+            )
+        return DurableAppend("closed", tail, closed=True)
+    if has_data and media_type(content_type) != media_type(record.content_type):
+        return DurableAppend("content_type", stream.last)
+    if producer is not None:
+        refused = _producer_refusal(record.producers.get(producer.producer_id), producer, stream.last)
+        if refused is not None:
+            return refused
+    if (
+        stream_seq is not None
+        and record.stream_seq is not None
+        and stream_seq.encode() <= record.stream_seq.encode()
+    ):
+        return DurableAppend("stream_seq", stream.last)
+    return None
+
+
+def _producer_refusal(state: tuple[int, int] | None, producer: Producer, tail: int) -> DurableAppend | None:
+    """A producer's append against its state ``(epoch, last seq)``: why it is refused, or None."""
+    expected = 0  # a new producer starts at 0, in any epoch
+    if state is not None:
+        epoch, last = state
+        if producer.epoch < epoch:
+            return DurableAppend("stale_epoch", tail, producer_epoch=epoch)
+        if producer.epoch == epoch and producer.seq <= last:
+            return DurableAppend("duplicate", tail, producer_epoch=epoch, producer_seq=last)
+        if producer.epoch > epoch and producer.seq != 0:
+            return DurableAppend("epoch_restart", tail)
+        expected = 0 if producer.epoch > epoch else last + 1
+    if producer.seq != expected:
+        return DurableAppend("seq_gap", tail, producer_seq=expected)
+    return None

@@ -13,7 +13,11 @@ hash tag, so a stream's keys share a slot; a keyed stream's tag is its key's, se
   ``P:{T}:<id>:end`` the terminal one (what a process that writes the stream listens to);
 - ``P:{T}:key:<key>``: the id of the key's running stream, in the same slot as all of the key's streams;
 - ``P:{T}:counter:<name>``: a counter of shared limits (a sorted set of members and their expiry), ``T``
-  the name's tag.
+  the name's tag;
+- ``P:{T}:name:<name>``: the id of the durable stream of that name (``litestar_resumable.durable_streams``),
+  ``T`` the name's tag, which is its streams' tag too. A durable stream's meta hash holds its protocol
+  state besides the usual fields (``_redis_durable_lib.lua``); its writes are the ``_redis_durable_*.lua``
+  scripts.
 
 Writes are Lua scripts shipped beside this module (with ``_redis_lib.lua`` prepended), so create + key
 claim, append + position + lease + expiry, and finish + key release are each atomic. Lease times come
@@ -48,7 +52,14 @@ from litestar_resumable._ids import key_tag, stream_tag
 from litestar_resumable._store._redis_calls import Script, ScriptCalls
 from litestar_resumable._store._redis_pubsub import ClassicSubscriber, ShardedSubscriber
 from litestar_resumable._store._redis_watch import Watches
-from litestar_resumable._store.base import StreamStore, take_within
+from litestar_resumable._store.base import (
+    DurableAppend,
+    DurableStream,
+    Producer,
+    StreamStore,
+    media_type,
+    take_within,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -65,15 +76,19 @@ INFO_FIELDS = ("status", "last", "route", "key", "owner", "format", "hold")
 _READ_ALL = 1 << 62  # "no byte limit" for the read script
 
 
-def _script(name: str) -> Script:
+def _script(name: str, *libs: str) -> Script:
     package = files("litestar_resumable._store")
-    text = package.joinpath("_redis_lib.lua").read_text("utf-8") + package.joinpath(name).read_text("utf-8")
+    text = "".join(package.joinpath(part).read_text("utf-8") for part in ("_redis_lib.lua", *libs, name))
     sha = hashlib.sha1(text.encode()).hexdigest()  # noqa: S324 - the name Redis gives a script
     return Script(name.removeprefix("_redis_").removesuffix(".lua"), text, sha)
 
 
 CREATE, CLAIM, APPEND, FINISH, READ, SLOTS = (
     _script(f"_redis_{name}.lua") for name in ("create", "claim", "append", "finish", "read", "slots")
+)
+DURABLE_CREATE, DURABLE_APPEND, DURABLE_READ, DURABLE_DELETE = (
+    _script(f"_redis_durable_{name}.lua", "_redis_durable_lib.lua")
+    for name in ("create", "append", "read", "delete")
 )
 
 
@@ -110,6 +125,29 @@ def _events_of(entries: Any) -> list[StreamEvent]:
         position = int(_text(entry_id).partition("-")[2])
         events.append(StreamEvent(position, _text(data), None if name is None else _text(name)))
     return events
+
+
+def _durable_of(stream_id: str, fields: Sequence[Any]) -> DurableStream:
+    """A durable stream from its meta hash's ``DURABLE_FIELDS`` (``_redis_durable_lib.lua``)."""
+    status, last, content_type, owner, ttl, expires, closed_by, name = (
+        None if value is None else _text(value) for value in fields[:8]
+    )
+    return DurableStream(
+        stream_id,
+        name or "",
+        content_type or "",
+        status,  # type: ignore[arg-type] # only scripts write it
+        int(last or 0),
+        owner[1:] if owner else None,
+        int(ttl) if ttl else None,
+        int(expires) / 1000 if expires else None,
+        closed_by or None,
+    )
+
+
+def _optional_int(value: Any) -> int | None:
+    text = _text(value)
+    return int(text) if text else None
 
 
 # -- what every writer of the layout shares (this store, and SyncStreamWriter on redis-py's sync client) --
@@ -401,6 +439,120 @@ class RedisStreamStore(StreamStore):
     @_unavailable_on_error
     async def drop_slot(self, counter: str, member: str) -> None:
         await self._calls.call(SLOTS, [self._counter(counter)], ["drop", 0, 0, member])
+
+    # -- durable streams --
+
+    def _name_key(self, name: str) -> str:
+        return f"{self.key_prefix}:{{{key_tag(name)}}}:name:{name}"
+
+    @_unavailable_on_error
+    async def durable_id(self, name: str) -> str | None:
+        value = await self.redis.get(self._name_key(name))
+        return None if value is None else _text(value)
+
+    @_unavailable_on_error
+    async def create_durable(
+        self,
+        stream_id: str,
+        *,
+        name: str,
+        content_type: str,
+        data: Sequence[tuple[str | None, str]] = (),
+        close: bool = False,
+        owner: str | None = None,
+        ttl: int | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[bool, DurableStream]:
+        if stream_tag(stream_id) != key_tag(name):
+            raise ValueError("a durable stream's id must have its name's tag (new_stream_id(name))")
+        base, events_key, meta = self._names(stream_id)
+        args: list[Any] = [
+            base,
+            stream_id,
+            name,
+            content_type,
+            media_type(content_type),
+            "" if owner is None else f"={owner}",
+            "" if ttl is None else ttl,
+            "" if expires_at is None else round(expires_at * 1000),
+            "1" if close else "0",
+            terminal_data("done"),
+        ]
+        for event, text in data:
+            args.append(event or "")
+            args.append(text)
+        try:
+            reply = await self._calls.call(DURABLE_CREATE, [self._name_key(name), meta, events_key], args)
+        except ResponseError as exc:
+            if "stream exists" in str(exc):
+                raise StreamExistsError(stream_id) from exc
+            raise
+        outcome, existing = _text(reply[0]), _text(reply[1])
+        return outcome == "created", _durable_of(existing, reply[2:])
+
+    @_unavailable_on_error
+    async def append_durable(
+        self,
+        stream_id: str,
+        data: Sequence[tuple[str | None, str]],
+        *,
+        content_type: str,
+        stream_seq: str | None = None,
+        producer: Producer | None = None,
+        close: bool = False,
+    ) -> DurableAppend:
+        base, events_key, meta = self._names(stream_id)
+        args: list[Any] = [
+            base,
+            stream_id,
+            self._sharded,
+            media_type(content_type),
+            stream_seq or "",
+            "0" if stream_seq is None else "1",
+            "" if producer is None else producer.producer_id,
+            0 if producer is None else producer.epoch,
+            0 if producer is None else producer.seq,
+            "1" if close else "0",
+            terminal_data("done"),
+        ]
+        for event, text in data:
+            args.append(event or "")
+            args.append(text)
+        outcome, tail, closed, epoch, seq = await self._calls.call(DURABLE_APPEND, [events_key, meta], args)
+        watched = self._watches.get(stream_id)
+        if watched is not None:
+            self._watches.catch_up(watched)
+        return DurableAppend(
+            _text(outcome),  # type: ignore[arg-type] # only the script writes it
+            int(tail),
+            closed=_text(closed) == "1",
+            producer_epoch=_optional_int(epoch),
+            producer_seq=_optional_int(seq),
+        )
+
+    @_unavailable_on_error
+    async def read_durable(
+        self,
+        stream_id: str,
+        position: int,
+        *,
+        limit: int,
+        max_bytes: int | None = None,
+        touch: bool = True,
+    ) -> tuple[DurableStream | None, list[StreamEvent]]:
+        base, events_key, meta = self._names(stream_id)
+        budget = _READ_ALL if max_bytes is None else max_bytes
+        args = [position, limit, budget, "1" if touch else "0", base]
+        reply = await self._calls.call(DURABLE_READ, [events_key, meta], args)
+        if not reply:
+            return None, []
+        return _durable_of(stream_id, reply), _events_of(reply[-1])
+
+    @_unavailable_on_error
+    async def delete_durable(self, stream_id: str) -> bool:
+        base, events_key, meta = self._names(stream_id)
+        deleted = await self._calls.call(DURABLE_DELETE, [events_key, meta], [base, stream_id, self._sharded])
+        return bool(int(deleted))
 
     # -- watching --
 
