@@ -127,8 +127,8 @@ class Generations:
         if info is None or info.owner != owner:
             return None
         if info.is_running:
+            self.observer.cancelled(stream_id, info.route)
             info = await timed(self.observer, "finish", self.store.finish(stream_id, "cancelled"))
-            self.observer.cancelled(stream_id, info.route if info is not None else "")
         producer = self.producers.get(stream_id)
         if producer is not None:
             producer.stop(Ending("cancelled"))

@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from litestar_resumable._errors import KeyConflictError, StreamExistsError
+
 if TYPE_CHECKING:
     from litestar_resumable._events import StreamInfo, TerminalStatus
     from litestar_resumable._options import GenerationHook
@@ -37,6 +39,7 @@ __all__ = (
     "Generation",
     "GenerationEnd",
     "Observer",
+    "ResumeKind",
     "call_hook",
     "call_hook_sync",
     "observer_for",
@@ -49,6 +52,8 @@ logger = logging.getLogger("litestar_resumable")
 
 StoreOperation = Literal["create", "append", "read", "finish"]
 ResumeKind = Literal["last_event_id", "replay", "after_end"]
+
+_ANSWERS = (KeyConflictError, StreamExistsError)  # store replies, not store failures
 
 _STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _FIRST_EVENT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -97,17 +102,21 @@ class _Metrics:
             ["route", "status"],
             registry=registry,
         )
+        # livesum: in prometheus-client's multiprocess mode, one series summed over the live processes
+        # (as Litestar's own middleware does); a process that died counts until mark_process_dead(pid).
         self.running = Gauge(
             "resumable_generations_running",
             "Generations this process is producing or writing now.",
             ["route"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.followers = Gauge(
             "resumable_followers",
             "Open SSE responses of streams in this process.",
             ["route"],
             registry=registry,
+            multiprocess_mode="livesum",
         )
         self.resumes = Counter(
             "resumable_resumes",
@@ -276,14 +285,15 @@ async def _awaited(awaitable: Awaitable[Any]) -> None:
 
 
 async def timed(observer: Observer, operation: StoreOperation, call: Awaitable[T]) -> T:
-    """Await a store call, timed for the metrics (when they are on)."""
+    """Await a store call, timed for the metrics (when they are on). See :meth:`Observer.store_failed`
+    for what counts as an error."""
     if not observer.timing:
         return await call
     started = time.perf_counter()
     try:
         result = await call
-    except BaseException:
-        observer.store_call(operation, started, failed=True)
+    except BaseException as exc:
+        observer.store_failed(operation, started, exc)
         raise
     observer.store_call(operation, started)
     return result
@@ -318,14 +328,31 @@ class Observer:
         if metrics is not None:
             metrics.child(metrics.first_event, route).observe(seconds)
 
-    def resumed(self, stream_id: str, route: str, kind: ResumeKind, after: int) -> None:
+    def resumed(self, stream_id: str, route: str, kind: ResumeKind, after: int, last: int) -> None:
+        """A request resumed a stream after position ``after``, when it had ``last`` events."""
         metrics = self.metrics
         if metrics is not None:
             metrics.child(metrics.resumes, route, kind).inc()
-        _log(logging.INFO, "stream resumed", stream_id, route=route, kind=kind, after=after)
+        _log(
+            logging.INFO,
+            "stream resumed",
+            stream_id,
+            route=route,
+            kind=kind,
+            after=after,
+            behind=last - after,
+        )
 
     def cancelled(self, stream_id: str, route: str) -> None:
         _log(logging.INFO, "generation cancelled", stream_id, route=route)
+
+    def store_failed(self, operation: StoreOperation, started: float, error: BaseException) -> None:
+        """A store call raised ``error``. An answer the store gave on purpose (a key's running stream, a
+        create that was retried) is a timed call and no error; a cancelled call (a client gone) is
+        neither, since it says nothing of the store."""
+        if not isinstance(error, Exception):
+            return
+        self.store_call(operation, started, failed=not isinstance(error, _ANSWERS))
 
     def store_call(self, operation: StoreOperation, started: float, *, failed: bool = False) -> None:
         """A store call that began at ``started`` (``time.perf_counter()``) has returned, or failed."""

@@ -36,7 +36,7 @@ from litestar_resumable._generations import Generations
 from litestar_resumable._handoff import Handoff, defer
 from litestar_resumable._ids import is_stream_id, new_stream_id
 from litestar_resumable._limits import Limits, SharedLimits, WorkerLimits
-from litestar_resumable._observe import observer_for, timed
+from litestar_resumable._observe import ResumeKind, observer_for, timed
 from litestar_resumable._options import RouteOptions, StreamOptions
 from litestar_resumable._responses import (
     checked_event_id,
@@ -372,10 +372,11 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             )
         if not info.is_running and after == info.last_position:
             if resume:
-                self.observer.resumed(stream_id, info.route, "after_end", after)
+                self.observer.resumed(stream_id, info.route, "after_end", after, info.last_position)
             return Response(None, status_code=HTTP_204_NO_CONTENT)
         if resume:
-            self.observer.resumed(stream_id, info.route, "last_event_id" if after else "replay", after)
+            kind: ResumeKind = "last_event_id" if after else "replay"
+            self.observer.resumed(stream_id, info.route, kind, after, info.last_position)
         stream_format = self._formats.get(info.format) or format_named(info.format) or self.defaults.format
         options = self.options_for(info.route)
         if info.lease > 0 and info.lease != options.lease:

@@ -169,11 +169,13 @@ class SyncStreamWriter(WriterBase):
         except BaseException:
             self._close_client()
             raise
+        self._deactivate = self.activate()  # the job's own spans (the model's) are the generation's children
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> bool:
+        self._deactivate()
         error, status, message = self._exit_ending(error)
         try:
             self._drain(closing=status in ("done", "error"))
@@ -216,7 +218,7 @@ class SyncStreamWriter(WriterBase):
                 result = call()
             except _UNREACHABLE as exc:
                 if timing:
-                    self._observer.store_call(operation, started, failed=True)  # type: ignore[arg-type]
+                    self._observer.store_failed(operation, started, exc)  # type: ignore[arg-type]
                 if time.monotonic() + delay > deadline:
                     raise StoreUnavailableError(f"Redis is out of reach: {exc}") from exc
                 logger.warning("%s failed; retrying", what, exc_info=True)

@@ -68,6 +68,10 @@ def ending_of(why: Closed) -> tuple[TerminalStatus | None, str | None]:
     return "error", None
 
 
+def _nothing() -> None:
+    pass
+
+
 class WriterBase:
     """What every writer of a stream keeps and decides alike: the async :class:`StreamWriter` and the
     ``SyncStreamWriter`` differ only in how they wait and call the store."""
@@ -101,6 +105,7 @@ class WriterBase:
         self._pending = Pending(self.options.format.encoder(stream_id), self.options)
         self._observer = observer
         self._generation: Generation | None = None
+        self._deactivate: Callable[[], None] = _nothing
 
     @property
     def cancelled(self) -> bool:
@@ -141,9 +146,10 @@ class WriterBase:
             self._generation.stored(len(batch), nbytes)
 
     def activate(self) -> Callable[[], None]:
-        """Make the generation's span current in the calling task; returns the undo."""
+        """Make the generation's span current in the calling task (a writer's block does it); returns the
+        undo."""
         if self._generation is None:
-            return lambda: None
+            return _nothing
         return self._generation.activate()
 
     def record_error(self, error: BaseException) -> None:
@@ -278,11 +284,13 @@ class StreamWriter(WriterBase):
         if not self._claimed_at_start:
             await self._take_over()
         self.start()
+        self._deactivate = self.activate()  # the job's own spans (the model's) are the generation's children
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> bool:
+        self._deactivate()
         error, status, message = self._exit_ending(error)
         await self.drain(closing=status in ("done", "error"))
         await self.finish(*self._final_ending(status, message))
@@ -399,9 +407,9 @@ class StreamWriter(WriterBase):
         started = time.perf_counter() if observer.timing else 0.0
         try:
             stored = await self.store.append(self.stream_id, batch, lease=self.options.lease)
-        except StoreUnavailableError:  # retried; the first try stays a frame short
+        except StoreUnavailableError as exc:  # retried; the first try stays a frame short
             if observer.timing:
-                observer.store_call("append", started, failed=True)
+                observer.store_failed("append", started, exc)
             append = functools.partial(self.store.append, self.stream_id, batch, lease=self.options.lease)
             retried: bool = await retrying(
                 lambda: timed(observer, "append", append()),
@@ -409,9 +417,9 @@ class StreamWriter(WriterBase):
                 f"writing stream {self.stream_id}",
             )
             return retried
-        except BaseException:
+        except BaseException as exc:
             if observer.timing:
-                observer.store_call("append", started, failed=True)
+                observer.store_failed("append", started, exc)
             raise
         if observer.timing:
             observer.store_call("append", started)

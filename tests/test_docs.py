@@ -216,7 +216,7 @@ async def test_the_setup_example_serves_the_series_on_litestars_metrics_route() 
     assert {"resumable_events_total", "resumable_time_to_first_event_seconds_count"} <= names
 
 
-def test_multiprocess_mode_keeps_a_gauge_per_process_and_sums_counters_as_the_page_says(
+def test_multiprocess_mode_sums_gauges_and_counters_over_processes_as_the_page_says(
     tmp_path: Path,
 ) -> None:
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "PYTHONPATH": str(ROOT / "tests")}
@@ -233,8 +233,7 @@ def test_multiprocess_mode_keeps_a_gauge_per_process_and_sums_counters_as_the_pa
     with run("scrape_with_litestar") as scraper:
         scraped, _ = scraper.communicate(timeout=60)
     shown = [line for line in scraped.splitlines() if line.startswith("resumable_")]
-    for pid, placeholder in zip(pids, ("<first process>", "<second process>"), strict=True):
-        shown = [line.replace(f'pid="{pid}"', f'pid="{placeholder}"') for line in shown]
+    assert len(pids) == 2
     assert sorted(shown) == sorted(observability.block_after("<!-- multiprocess: checked"))
 
 
@@ -246,30 +245,26 @@ def traced() -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
-async def test_a_workers_span_is_linked_to_the_job_and_current_only_after_activate(store, traced) -> None:
+async def test_a_workers_span_is_linked_to_the_job_and_current_in_the_writers_block(store, traced) -> None:
     provider, exporter = traced
     tracer = provider.get_tracer("a job")
     plugin = ResumablePlugin(store)
     stream_id = await plugin.open_stream()
     with tracer.start_as_current_span("job"):
         async with StreamWriter(store, stream_id, tracing=provider) as writer:
-            with tracer.start_as_current_span("before activate"):
+            with tracer.start_as_current_span("model call"):
                 await writer.write("a")
-            undo = writer.activate()
-            try:
-                with tracer.start_as_current_span("after activate"):
-                    await writer.write("b")
-            finally:
-                undo()
+        with tracer.start_as_current_span("after the block"):
+            pass
     await plugin.shutdown()
     spans = {span.name: span for span in exporter.get_finished_spans()}
     generation, job = spans["resumable generation"], spans["job"]
     assert generation.parent is None
     assert [link.context.span_id for link in generation.links] == [job.context.span_id]
-    assert spans["before activate"].parent.span_id == job.context.span_id  # type: ignore[union-attr]
-    assert spans["after activate"].parent.span_id == generation.context.span_id  # type: ignore[union-attr]
+    assert spans["model call"].parent.span_id == generation.context.span_id  # type: ignore[union-attr]
+    assert spans["after the block"].parent.span_id == job.context.span_id  # type: ignore[union-attr]
     assert generation.attributes is not None
-    assert (generation.attributes["resumable.route"], generation.attributes["resumable.events"]) == ("-", 2)
+    assert (generation.attributes["resumable.route"], generation.attributes["resumable.events"]) == ("-", 1)
 
 
 async def test_resumes_and_viewers_open_no_span_of_the_librarys(traced) -> None:
@@ -289,7 +284,7 @@ async def test_resumes_and_viewers_open_no_span_of_the_librarys(traced) -> None:
     assert [s.name for s in exporter.get_finished_spans()] == ["resumable generation"]
 
 
-async def test_store_errors_count_a_refused_create_and_a_cancelled_read_as_the_page_says() -> None:
+async def test_store_errors_count_neither_a_refused_create_nor_a_cancelled_read_as_the_page_says() -> None:
     registry = CollectorRegistry()
     store = _StalledReads()
     started = asyncio.Event()
@@ -307,11 +302,14 @@ async def test_store_errors_count_a_refused_create_and_a_cancelled_read_as_the_p
             await within(anext(first.aiter_bytes()))  # "retry: ...": the follower then reads, and waits
             await within(asyncio.gather(started.wait(), store.reading.wait()))
             assert (await within(client.get("/chat/42"))).status_code == 409
-        await within(_sampled(registry, "resumable_store_errors_total", {"operation": "read"}))
+        await within(store.cancelled.wait())  # the follower's read, cancelled as its client went
         stream_id = first.headers["x-resumable-stream-id"]
         assert (await within(client.delete(f"/resumable/streams/{stream_id}"))).status_code == 202
-    assert registry.get_sample_value("resumable_store_errors_total", {"operation": "create"}) == 1
-    assert registry.get_sample_value("resumable_store_errors_total", {"operation": "read"}) == 1
+    create = {"operation": "create"}
+    assert registry.get_sample_value("resumable_store_seconds_count", create) == 2  # both timed
+    assert registry.get_sample_value("resumable_store_errors_total", create) is None
+    assert registry.get_sample_value("resumable_store_errors_total", {"operation": "read"}) is None
+    assert registry.get_sample_value("resumable_store_seconds_count", {"operation": "read"}) is None
 
 
 class _StalledReads(MemoryStreamStore):
@@ -320,18 +318,18 @@ class _StalledReads(MemoryStreamStore):
     def __init__(self) -> None:
         super().__init__()
         self.reading = asyncio.Event()
+        self.cancelled = asyncio.Event()
 
     async def read_after(
         self, stream_id: str, position: int, *, limit: int, max_bytes: int | None = None
     ) -> list[StreamEvent]:
         self.reading.set()
-        await asyncio.Event().wait()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
         return await super().read_after(stream_id, position, limit=limit, max_bytes=max_bytes)
-
-
-async def _sampled(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> None:
-    while registry.get_sample_value(name, labels) is None:
-        await asyncio.sleep(0.01)
 
 
 async def test_the_log_steps_and_lines_are_as_the_page_shows(caplog: pytest.LogCaptureFixture) -> None:
