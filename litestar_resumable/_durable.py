@@ -51,9 +51,11 @@ __all__ = (
     "body_of",
     "cursor_after",
     "events_of",
+    "first_part",
     "is_json",
     "is_text",
     "offset_of",
+    "parse_count",
     "parse_expires_at",
     "parse_offset",
     "parse_ttl",
@@ -185,6 +187,13 @@ def rfc3339(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def parse_count(name: str, value: str) -> int:
+    """A non-negative whole number without sign or leading zeros (``Stream-Fork-Sub-Offset``)."""
+    if _SEQ_INT.fullmatch(value) is None:
+        raise ProtocolError(400, f"{name} must be a whole number, like 3")
+    return int(value)
+
+
 def parse_producer_number(name: str, value: str) -> int:
     if _SEQ_INT.fullmatch(value) is None or int(value) > _MAX_SAFE_INTEGER:
         raise ProtocolError(400, f"{name} must be a whole number from 0 to 2^53-1")
@@ -221,6 +230,22 @@ def events_of(body: bytes, content_type: str, *, create: bool) -> list[tuple[str
             return []
         raise ProtocolError(400, "an empty JSON array appends nothing")
     return [(None, ",".join(bytes(message).decode() for message in messages))]
+
+
+def first_part(event: StreamEvent, content_type: str, count: int) -> tuple[str | None, str]:
+    """The first ``count`` messages (JSON) or bytes (else) of an append, as an event's name and data; 400 if
+    it has fewer (a fork's ``Stream-Fork-Sub-Offset``)."""
+    if is_json(content_type):
+        messages = msgspec.json.decode(f"[{event.data}]", type=list[msgspec.Raw])
+        if count > len(messages):
+            raise ProtocolError(
+                400, f"Stream-Fork-Sub-Offset {count} is past the append's {len(messages)} messages"
+            )
+        return None, ",".join(bytes(message).decode() for message in messages[:count])
+    data = _bytes_of(event)
+    if count > len(data):
+        raise ProtocolError(400, f"Stream-Fork-Sub-Offset {count} is past the append's {len(data)} bytes")
+    return events_of(data[:count], content_type, create=True)[0]
 
 
 def _bytes_of(event: StreamEvent) -> bytes:

@@ -25,6 +25,7 @@ import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from litestar import Request, Response, Router, route
 from litestar.enums import HttpMethod
@@ -40,9 +41,11 @@ from litestar_resumable._durable import (
     body_of,
     cursor_after,
     events_of,
+    first_part,
     is_data,
     is_text,
     offset_of,
+    parse_count,
     parse_expires_at,
     parse_offset,
     parse_producer_number,
@@ -56,7 +59,7 @@ from litestar_resumable._durable import (
 from litestar_resumable._errors import StoreUnavailableError
 from litestar_resumable._ids import is_stream_id, new_stream_id
 from litestar_resumable._responses import owner_id, owner_of, scoped_key
-from litestar_resumable._store.base import DURABLE_FORMAT, Producer, media_type
+from litestar_resumable._store.base import DURABLE_FORMAT, DurableStream, Fork, Producer, media_type
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -154,6 +157,8 @@ class _DurableSource(_Source):
         )
         if state is None:
             return None
+        if state.deleted:
+            raise ProtocolError(410, "the stream was deleted (it is kept for the streams forked from it)")
         if offset == NOW:
             position = state.tail
         elif position > state.tail:
@@ -210,9 +215,10 @@ class _ResumableSource(_Source):
 
 class _Routes:
     def __init__(
-        self, plugin: ResumablePlugin, owner: Callable[..., Any] | None, settings: DurableSettings
+        self, plugin: ResumablePlugin, path: str, owner: Callable[..., Any] | None, settings: DurableSettings
     ) -> None:
         self.plugin = plugin
+        self.path = path
         self.owner = owner
         self.settings = settings
 
@@ -277,45 +283,110 @@ class _Routes:
 
     async def put(self, name: str, request: Request[Any, Any, Any]) -> ASGIResponse:
         headers = request.headers
-        if "stream-forked-from" in headers or "stream-fork-sub-offset" in headers:
-            raise ProtocolError(501, "forks are not supported")
-        content_type = headers.get("content-type") or _DEFAULT_TYPE
+        content_type = headers.get("content-type")
         ttl_text, expires_text = headers.get("stream-ttl"), headers.get("stream-expires-at")
         if ttl_text is not None and expires_text is not None:
             raise ProtocolError(400, "give Stream-TTL or Stream-Expires-At, not both")
         ttl = None if ttl_text is None else parse_ttl(ttl_text)
         expires_at = None if expires_text is None else parse_expires_at(expires_text)
         close = _flag(headers.get("stream-closed"))
-        data = events_of(await request.body(), content_type, create=True)
+        fork, source, data = await self._fork(headers, request)
+        if source is not None:
+            if content_type is not None and media_type(content_type) != media_type(source.content_type):
+                raise ProtocolError(409, "a fork has its source's content type")
+            content_type = content_type or source.content_type
+            if ttl is None and expires_at is None:  # a fork without an expiry of its own takes its source's
+                ttl, expires_at = source.ttl, source.expires_at
+        content_type = content_type or _DEFAULT_TYPE
+        data = [*data, *events_of(await request.body(), content_type, create=True)]
         scoped = await self._scoped(name, request)
-        if is_stream_id(name) and await self.store.durable_id(scoped) is None:
-            info = await self.store.info(name)
-            if info is not None and info.format != DURABLE_FORMAT:
-                raise ProtocolError(409, "a stream of a @resumable route has this id")
-        created, state = await self.store.create_durable(
-            new_stream_id(scoped) + _DURABLE_ID_SUFFIX,
-            name=scoped,
-            content_type=content_type,
-            data=data,
-            close=close,
-            owner=await self._owner(request),
-            ttl=ttl,
-            expires_at=expires_at,
-        )
+        await self._not_a_resumable_id(name, scoped)
+        try:
+            created, state = await self.store.create_durable(
+                new_stream_id(scoped) + _DURABLE_ID_SUFFIX,
+                name=scoped,
+                content_type=content_type,
+                data=data,
+                close=close,
+                owner=await self._owner(request),
+                ttl=ttl,
+                expires_at=expires_at,
+                fork=fork,
+            )
+        except ValueError as exc:  # the fork's source went meanwhile
+            raise ProtocolError(409, str(exc)) from exc
         same = (
             media_type(state.content_type) == media_type(content_type)
             and state.ttl == ttl
             and _same_time(state.expires_at, expires_at)
             and state.closed == close
+            and state.fork == (None if fork is None else fork.spec)
+            and not state.deleted
         )
         if not created and not same:
-            raise ProtocolError(409, "the stream exists with another content type, expiry or closed state")
+            raise ProtocolError(
+                409, "the stream exists with another content type, expiry, fork or closed state"
+            )
         reply = {"Content-Type": state.content_type, "Stream-Next-Offset": offset_of(state.tail)}
         if state.closed:
             reply["Stream-Closed"] = "true"
         if created:
             reply["Location"] = str(request.url).split("?", 1)[0]
         return _response(201 if created else 200, reply)
+
+    async def _not_a_resumable_id(self, name: str, scoped: str) -> None:
+        """409 for a new durable stream named as a ``@resumable`` stream's id (it would hide it)."""
+        if is_stream_id(name) and await self.store.durable_id(scoped) is None:
+            info = await self.store.info(name)
+            if info is not None and info.format != DURABLE_FORMAT:
+                raise ProtocolError(409, "a stream of a @resumable route has this id")
+
+    async def _fork_source(self, source_path: str, request: Request[Any, Any, Any]) -> DurableStream:
+        """The durable stream ``Stream-Forked-From`` names (a path under these routes, of the same owner)."""
+        prefix = self.path + "/"
+        source_name = unquote(source_path.split("?", 1)[0])
+        source = None
+        if source_name.startswith(prefix):
+            source_id = await self.store.durable_id(
+                await self._scoped(source_name.removeprefix(prefix), request)
+            )
+            if source_id is not None:
+                source, _ = await self.store.read_durable(source_id, 0, limit=0, touch=False)
+        if source is None:
+            raise ProtocolError(404, f"no stream {source_path!r} to fork")
+        if source.deleted:
+            raise ProtocolError(409, "the stream to fork was deleted")
+        return source
+
+    async def _fork(
+        self, headers: Mapping[str, str], request: Request[Any, Any, Any]
+    ) -> tuple[Fork | None, DurableStream | None, list[tuple[str | None, str]]]:
+        """What a ``PUT`` forks: the fork, its source, and the first part of the source's next append that
+        it takes (``Stream-Fork-Sub-Offset``); nothing without ``Stream-Forked-From``."""
+        source_path = headers.get("stream-forked-from")
+        offset_text, sub_text = headers.get("stream-fork-offset"), headers.get("stream-fork-sub-offset")
+        if source_path is None:
+            if offset_text is not None or sub_text is not None:
+                raise ProtocolError(
+                    400, "Stream-Fork-Offset and Stream-Fork-Sub-Offset need Stream-Forked-From"
+                )
+            return None, None, []
+        sub = 0 if sub_text is None else parse_count("Stream-Fork-Sub-Offset", sub_text)
+        if sub and offset_text is None:
+            raise ProtocolError(400, "Stream-Fork-Sub-Offset needs Stream-Fork-Offset")
+        source = await self._fork_source(source_path, request)
+        source_id = source.stream_id
+        offset = NOW if offset_text is None else parse_offset([offset_text])
+        position = source.tail if offset == NOW else max(offset, 0)
+        if position > source.tail:
+            raise ProtocolError(400, "Stream-Fork-Offset is beyond the end of the stream to fork")
+        part: list[tuple[str | None, str]] = []
+        if sub:
+            _, events = await self.store.read_durable(source_id, position, limit=1, touch=False)
+            if not events or not is_data(events[0]):
+                raise ProtocolError(400, "Stream-Fork-Sub-Offset is past the end of the stream to fork")
+            part = [first_part(events[0], source.content_type, sub)]
+        return Fork(source_id, position, f"{source_id}|{position}|{sub}"), source, part
 
     async def post(self, name: str, request: Request[Any, Any, Any]) -> ASGIResponse:
         headers = request.headers
@@ -344,8 +415,13 @@ class _Routes:
 
     async def delete(self, name: str, request: Request[Any, Any, Any]) -> ASGIResponse:
         stream_id = await self.store.durable_id(await self._scoped(name, request))
-        if stream_id is None or not await self.store.delete_durable(stream_id):
+        if stream_id is None:
             raise await self._unwritable(name, request)
+        if not await self.store.delete_durable(stream_id):
+            state, _ = await self.store.read_durable(stream_id, 0, limit=0, touch=False)
+            if state is not None and state.deleted:
+                raise ProtocolError(410, "the stream was deleted (it is kept for the streams forked from it)")
+            raise ProtocolError(404, f"no stream {name!r}")
         return _response(204, {})
 
     # -- reads --
@@ -502,6 +578,7 @@ _REFUSALS = {
     "content_type": (409, "the stream has another content type"),
     "stream_seq": (409, "Stream-Seq must be greater than the last one, byte by byte"),
     "epoch_restart": (400, "a new producer epoch starts at Producer-Seq 0"),
+    "deleted": (410, "the stream was deleted (it is kept for the streams forked from it)"),
     "missing": (404, "the stream is gone"),
 }
 
@@ -583,7 +660,8 @@ def durable_streams_router(
     guards: Sequence[Guard],
     settings: DurableSettings,
 ) -> Router:
-    routes = _Routes(plugin, owner, settings)
+    path = "/" + path.strip("/")
+    routes = _Routes(plugin, path, owner, settings)
 
     @route(
         "/{name:path}",
@@ -595,7 +673,7 @@ def durable_streams_router(
         return await routes.serve(name.lstrip("/"), request)
 
     return Router(
-        "/" + path.strip("/"),
+        path,
         route_handlers=[durable_stream],
         guards=list(guards),
         exception_handlers={HTTPException: _http_error},

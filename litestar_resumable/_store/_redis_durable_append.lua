@@ -1,5 +1,5 @@
 -- Append to a durable stream and, if asked, close it, in one step that first checks, in this order: the
--- stream exists; it is open (a close without data of a closed stream succeeds, and so does the retry of
+-- stream exists (and is not deleted, kept for its forks); it is open (a close without data of a closed stream succeeds, and so does the retry of
 -- the producer's append that closed it); with data, its media type; the producer's epoch and sequence
 -- number; the Stream-Seq. Renews a TTL; tells subscribers the new last position.
 -- KEYS[1] events stream, KEYS[2] meta hash
@@ -7,11 +7,14 @@
 -- if a Stream-Seq is given, ARGV[7] producer id ('' for none), ARGV[8] its epoch, ARGV[9] its sequence
 -- number, ARGV[10] '1' to close, ARGV[11] the terminal event's data, then (event name or '', data) pairs.
 -- Returns {outcome, newest data position, '1' if closed else '0', producer epoch or '', producer seq or ''}.
-local m = redis.call('HMGET', KEYS[2], 'status', 'last', 'mtype', 'sseq', 'cby', 'dttl', 'dexp', 'name')
+local m = redis.call('HMGET', KEYS[2], 'status', 'last', 'mtype', 'sseq', 'cby', 'dttl', 'dexp', 'name', 'deleted')
 if not m[1] or not m[3] then
   return {'missing', '0', '0', '', ''}
 end
 local last = tonumber(m[2])
+if m[9] == '1' then
+  return {'deleted', m[2], '0', '', ''}
+end
 local count = (#ARGV - 11) / 2
 local producer = ARGV[7]
 local claim = ARGV[8] .. ':' .. ARGV[9] .. ':' .. producer

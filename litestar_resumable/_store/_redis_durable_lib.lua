@@ -2,10 +2,14 @@
 -- holds, besides the fields every stream has: name, ctype (its content type), mtype (its media type, what
 -- appends are compared with), dttl (its TTL in seconds, '' for none), dexp (its expiry, Unix ms, '' for
 -- none), sseq (the last Stream-Seq, absent until one is given), cby (the producer claim that closed it, ''
--- for none) and, per idempotent producer, 'p:' .. producer id = '<epoch>:<last seq>'. Its name entry is
--- BASE:name:<name>, in the same slot as the stream (a stream's tag is its name's).
+-- for none), per idempotent producer 'p:' .. producer id = '<epoch>:<last seq>', and for forks: fsrc (the
+-- source's id, '' for none), fspec (how the fork was asked for), forks (how many streams forked from this
+-- one exist) and deleted ('1' once deleted while forks remain). Its name entry is BASE:name:<name>, in the
+-- same slot as the stream (a stream's tag is its name's); a fork's source may be in another slot.
 
-local DURABLE_FIELDS = {'status', 'last', 'ctype', 'owner', 'dttl', 'dexp', 'cby', 'name', 'format'}
+local DURABLE_FIELDS = {
+  'status', 'last', 'ctype', 'owner', 'dttl', 'dexp', 'cby', 'name', 'format', 'fspec', 'deleted'
+}
 
 local function durable_fields(meta)
   return redis.call('HMGET', meta, unpack(DURABLE_FIELDS))

@@ -53,6 +53,7 @@ __all__ = (
     "AppendOutcome",
     "DurableAppend",
     "DurableStream",
+    "Fork",
     "Producer",
     "StreamStore",
     "StreamWatch",
@@ -72,13 +73,15 @@ AppendOutcome = Literal[
     "epoch_restart",
     "seq_gap",
     "stream_seq",
+    "deleted",
     "missing",
 ]
 """What became of an append to a durable stream: stored (or, with no data, the stream closed); a
 producer's retry, stored already; refused because the stream is closed, because it has another content
 type, because the producer's epoch is older than the stream knows (``stale_epoch``), because a new epoch
 did not start at sequence 0 (``epoch_restart``), because the producer skipped a sequence number
-(``seq_gap``), or because ``Stream-Seq`` did not grow (``stream_seq``); or the stream is gone."""
+(``seq_gap``), or because ``Stream-Seq`` did not grow (``stream_seq``); or the stream is deleted but kept
+for its forks (``deleted``), or gone."""
 
 
 def media_type(content_type: str) -> str:
@@ -99,6 +102,15 @@ class Producer(msgspec.Struct, frozen=True):
         return f"{self.epoch}:{self.seq}:{self.producer_id}"
 
 
+class Fork(msgspec.Struct, frozen=True):
+    """What a new durable stream forks: the first ``position`` events of the stream ``source_id``."""
+
+    source_id: str
+    position: int
+    spec: str
+    """How the fork was asked for, kept with it so that asking again can be compared."""
+
+
 class DurableStream(msgspec.Struct, frozen=True):
     """What a store keeps of a stream written over the Durable Streams protocol besides its events."""
 
@@ -116,6 +128,10 @@ class DurableStream(msgspec.Struct, frozen=True):
     """When the stream expires (Unix time, seconds), if it has an absolute expiry."""
     closed_by: str | None = None
     """The :attr:`Producer.tuple_text` of the producer's append that closed the stream, if one did."""
+    fork: str | None = None
+    """The :attr:`Fork.spec` of the fork the stream was created as, if it was."""
+    deleted: bool = False
+    """Deleted while streams forked from it remained: kept (its name too) until the last of them goes."""
 
     @property
     def closed(self) -> bool:
@@ -316,6 +332,7 @@ class StreamStore(ABC):
         owner: str | None = None,
         ttl: int | None = None,
         expires_at: float | None = None,
+        fork: Fork | None = None,
     ) -> tuple[bool, DurableStream]:
         """Create a durable stream named ``name`` with id ``stream_id``, its first events ``data`` (``(event
         name, data)`` pairs at positions 1, 2, ...) and, with ``close``, closed at once; atomically, unless
@@ -324,6 +341,11 @@ class StreamStore(ABC):
 
         It expires ``ttl`` seconds after its last read or write, or at ``expires_at`` (Unix time), or
         never; a running one is never ended by lease checks (it has no producer that could die).
+
+        With ``fork``, the stream starts with a copy of the source's first ``fork.position`` events (at the
+        same positions; ``data`` follows them), and the source counts it among its forks: deleting the
+        source then keeps it, marked deleted, until its last fork is deleted. ``ValueError`` if the source
+        is gone, deleted, or shorter.
         """
         raise NotImplementedError(f"{type(self).__name__} does not keep durable streams")
 
@@ -360,7 +382,11 @@ class StreamStore(ABC):
         raise NotImplementedError(f"{type(self).__name__} does not keep durable streams")
 
     async def delete_durable(self, stream_id: str) -> bool:
-        """Delete a durable stream, its events and its name; False if there was none."""
+        """Delete a durable stream, its events and its name; False if there was none (or it is deleted).
+
+        A stream that streams forked from it still count is only marked deleted; it goes with the last of
+        them. Deleting a fork deletes, in turn, its source if that was its last fork and it was marked.
+        """
         raise NotImplementedError(f"{type(self).__name__} does not keep durable streams")
 
     @contextlib.asynccontextmanager

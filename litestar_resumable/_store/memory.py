@@ -29,6 +29,7 @@ from litestar_resumable._store.base import (
     DURABLE_FORMAT,
     DurableAppend,
     DurableStream,
+    Fork,
     Producer,
     StreamStore,
     StreamWatch,
@@ -59,6 +60,10 @@ class _Durable:
     stream_seq: str | None = None
     producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (epoch, last seq)
     closed_by: str | None = None
+    forked_from: str | None = None
+    fork: str | None = None
+    forks: int = 0  # streams forked from this one that exist
+    deleted: bool = False
 
 
 @dataclass(eq=False)
@@ -349,6 +354,7 @@ class MemoryStreamStore(StreamStore):
         owner: str | None = None,
         ttl: int | None = None,
         expires_at: float | None = None,
+        fork: Fork | None = None,
     ) -> tuple[bool, DurableStream]:
         now = time.monotonic()
         self._purge(now)
@@ -358,7 +364,17 @@ class MemoryStreamStore(StreamStore):
             return False, self._durable_of(existing, stream)
         if stream_id in self._streams:
             raise StreamExistsError(stream_id)
+        inherited: list[StreamEvent] = []
+        if fork is not None:
+            source = self._get(fork.source_id)
+            if source is None or source.durable is None or source.durable.deleted:
+                raise ValueError(f"the fork's source {fork.source_id} is gone")
+            inherited = [event for event in source.events[: fork.position] if not event.is_terminal]
+            if len(inherited) != fork.position:
+                raise ValueError(f"the fork's source {fork.source_id} has fewer than {fork.position} events")
         record = _Durable(name, content_type, ttl, expires_at)
+        if fork is not None:
+            record.forked_from, record.fork = fork.source_id, fork.spec
         nbytes = _EVENT_OVERHEAD + len(name) + len(content_type)
         self._reserve(nbytes)
         stream = _Stream(
@@ -377,11 +393,16 @@ class MemoryStreamStore(StreamStore):
         self._streams[stream_id] = stream
         self._names[name] = stream_id
         self._touch(stream, now)
+        first = len(inherited) + 1
         try:
-            self._add(stream, [StreamEvent(i, text, event) for i, (event, text) in enumerate(data, 1)])
+            self._add(stream, [*inherited, *(StreamEvent(first + i, t, e) for i, (e, t) in enumerate(data))])
         except StoreUnavailableError:
             self._drop(stream_id)
             raise
+        if fork is not None:
+            source_record = self._streams[fork.source_id].durable
+            assert source_record is not None  # noqa: S101 - checked above, in the same call
+            source_record.forks += 1
         if close:
             self._close(stream)
         return True, self._durable_of(stream_id, stream)
@@ -400,6 +421,8 @@ class MemoryStreamStore(StreamStore):
         if stream is None or stream.durable is None:
             return DurableAppend("missing")
         record = stream.durable
+        if record.deleted:
+            return DurableAppend("deleted", stream.last)
         refused = _refusal(
             stream,
             record,
@@ -456,10 +479,22 @@ class MemoryStreamStore(StreamStore):
 
     async def delete_durable(self, stream_id: str) -> bool:
         stream = self._get(stream_id)
-        if stream is None or stream.durable is None:
+        if stream is None or stream.durable is None or stream.durable.deleted:
             return False
-        self._drop(stream_id)
-        return True
+        if stream.durable.forks > 0:
+            stream.durable.deleted = True
+            return True
+        while True:  # the stream, then each source it was the last fork of that was deleted meanwhile
+            record = stream.durable
+            self._drop(stream_id)
+            source_id = record.forked_from if record is not None else None
+            source = None if source_id is None else self._get(source_id)
+            if source_id is None or source is None or source.durable is None:
+                return True
+            source.durable.forks -= 1
+            if source.durable.forks > 0 or not source.durable.deleted:
+                return True
+            stream_id, stream = source_id, source
 
     @staticmethod
     def _touch(stream: _Stream, now: float) -> None:
@@ -495,6 +530,8 @@ class MemoryStreamStore(StreamStore):
             record.ttl,
             record.expires_at,
             record.closed_by,
+            record.fork,
+            record.deleted,
         )
 
     @contextlib.asynccontextmanager

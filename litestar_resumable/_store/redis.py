@@ -55,6 +55,7 @@ from litestar_resumable._store._redis_watch import Watches
 from litestar_resumable._store.base import (
     DurableAppend,
     DurableStream,
+    Fork,
     Producer,
     StreamStore,
     media_type,
@@ -86,9 +87,9 @@ def _script(name: str, *libs: str) -> Script:
 CREATE, CLAIM, APPEND, FINISH, READ, SLOTS = (
     _script(f"_redis_{name}.lua") for name in ("create", "claim", "append", "finish", "read", "slots")
 )
-DURABLE_CREATE, DURABLE_APPEND, DURABLE_READ, DURABLE_DELETE = (
+DURABLE_CREATE, DURABLE_APPEND, DURABLE_READ, DURABLE_DELETE, DURABLE_FORK = (
     _script(f"_redis_durable_{name}.lua", "_redis_durable_lib.lua")
-    for name in ("create", "append", "read", "delete")
+    for name in ("create", "append", "read", "delete", "fork")
 )
 
 
@@ -129,8 +130,8 @@ def _events_of(entries: Any) -> list[StreamEvent]:
 
 def _durable_of(stream_id: str, fields: Sequence[Any]) -> DurableStream:
     """A durable stream from its meta hash's ``DURABLE_FIELDS`` (``_redis_durable_lib.lua``)."""
-    status, last, content_type, owner, ttl, expires, closed_by, name = (
-        None if value is None else _text(value) for value in fields[:8]
+    status, last, content_type, owner, ttl, expires, closed_by, name, _, fork, deleted = (
+        None if value is None else _text(value) for value in fields[:11]
     )
     return DurableStream(
         stream_id,
@@ -142,6 +143,8 @@ def _durable_of(stream_id: str, fields: Sequence[Any]) -> DurableStream:
         int(ttl) if ttl else None,
         int(expires) / 1000 if expires else None,
         closed_by or None,
+        fork or None,
+        deleted == "1",
     )
 
 
@@ -462,10 +465,11 @@ class RedisStreamStore(StreamStore):
         owner: str | None = None,
         ttl: int | None = None,
         expires_at: float | None = None,
+        fork: Fork | None = None,
     ) -> tuple[bool, DurableStream]:
         if stream_tag(stream_id) != key_tag(name):
             raise ValueError("a durable stream's id must have its name's tag (new_stream_id(name))")
-        base, events_key, meta = self._names(stream_id)
+        base, _, _ = self._names(stream_id)
         args: list[Any] = [
             base,
             stream_id,
@@ -477,7 +481,29 @@ class RedisStreamStore(StreamStore):
             "" if expires_at is None else round(expires_at * 1000),
             "1" if close else "0",
             terminal_data("done"),
+            "" if fork is None else fork.source_id,
+            "" if fork is None else fork.spec,
         ]
+        if fork is None:
+            return await self._create_durable(stream_id, name, args, data)
+        # The source may be in another slot of a cluster: count the fork in first (so that the source
+        # cannot go meanwhile), copy its events here, create, and count it out again if not created.
+        if await self._count_fork(fork.source_id, 1) is None:
+            raise ValueError(f"the fork's source {fork.source_id} is gone")
+        created = False
+        try:
+            inherited = await self._events_up_to(fork.source_id, fork.position)
+            copied = [(event.event, event.data) for event in inherited]
+            created, stream = await self._create_durable(stream_id, name, args, [*copied, *data])
+        finally:
+            if not created:
+                await self._count_fork(fork.source_id, -1)
+        return created, stream
+
+    async def _create_durable(
+        self, stream_id: str, name: str, args: list[Any], data: Sequence[tuple[str | None, str]]
+    ) -> tuple[bool, DurableStream]:
+        _, events_key, meta = self._names(stream_id)
         for event, text in data:
             args.append(event or "")
             args.append(text)
@@ -489,6 +515,22 @@ class RedisStreamStore(StreamStore):
             raise
         outcome, existing = _text(reply[0]), _text(reply[1])
         return outcome == "created", _durable_of(existing, reply[2:])
+
+    async def _count_fork(self, source_id: str, delta: int) -> tuple[int, bool] | None:
+        """Count a fork of ``source_id`` in or out: its forks and whether it is marked deleted after."""
+        _, _, meta = self._names(source_id)
+        outcome, forks, deleted = await self._calls.call(DURABLE_FORK, [meta], [str(delta)])
+        return None if _text(outcome) != "ok" else (int(forks), _text(deleted) == "1")
+
+    async def _events_up_to(self, stream_id: str, position: int) -> list[StreamEvent]:
+        events: list[StreamEvent] = []
+        while len(events) < position:
+            batch, _ = await self.read(stream_id, len(events), position - len(events), _READ_ALL)
+            batch = [event for event in batch if not event.is_terminal and event.position <= position]
+            if not batch:
+                raise ValueError(f"the fork's source {stream_id} has fewer than {position} events")
+            events.extend(batch)
+        return events
 
     @_unavailable_on_error
     async def append_durable(
@@ -550,9 +592,19 @@ class RedisStreamStore(StreamStore):
 
     @_unavailable_on_error
     async def delete_durable(self, stream_id: str) -> bool:
+        outcome, source_id = await self._delete_one(stream_id)
+        while source_id:  # the stream was the last fork of a deleted source: that goes too, and so on
+            counted = await self._count_fork(source_id, -1)
+            if counted is None or counted != (0, True):
+                break
+            _, source_id = await self._delete_one(source_id, collect=True)
+        return outcome != "none"
+
+    async def _delete_one(self, stream_id: str, *, collect: bool = False) -> tuple[str, str]:
         base, events_key, meta = self._names(stream_id)
-        deleted = await self._calls.call(DURABLE_DELETE, [events_key, meta], [base, stream_id, self._sharded])
-        return bool(int(deleted))
+        args = [base, stream_id, self._sharded, "1" if collect else "0"]
+        reply = await self._calls.call(DURABLE_DELETE, [events_key, meta], args)
+        return _text(reply[0]), _text(reply[1])
 
     # -- watching --
 

@@ -28,7 +28,7 @@ import pytest_asyncio
 from litestar_resumable._errors import KeyConflictError, StreamClosedError, StreamExistsError
 from litestar_resumable._events import StreamEvent
 from litestar_resumable._ids import new_stream_id
-from litestar_resumable._store.base import DURABLE_FORMAT, DurableStream, Producer, StreamStore
+from litestar_resumable._store.base import DURABLE_FORMAT, DurableStream, Fork, Producer, StreamStore
 from litestar_resumable._writer import StreamWriter
 
 __all__ = ("StoreContract",)
@@ -716,3 +716,55 @@ class StoreContract:
         async with store.watch(stream.stream_id) as watch:
             await peer_store.append_durable(stream.stream_id, [(None, "x")], content_type="text/plain")
             assert await _within(watch.wait(0, 5.0))
+
+    async def make_fork(
+        self, store: StreamStore, source: DurableStream, position: int, *data: str
+    ) -> tuple[bool, DurableStream]:
+        name = f"-:fork-{uuid.uuid4().hex}"
+        return await store.create_durable(
+            new_stream_id(name) + "-d",
+            name=name,
+            content_type=source.content_type,
+            data=[(None, text) for text in data],
+            fork=Fork(source.stream_id, position, f"{source.stream_id}|{position}"),
+        )
+
+    async def test_a_fork_starts_with_its_sources_first_events(self, store: StreamStore) -> None:
+        _, source = await self.make_durable(store, data=("a", "b", "c"))
+        created, fork = await self.make_fork(store, source, 2, "x")
+        assert created
+        assert (fork.fork, fork.last_position, fork.closed) == (f"{source.stream_id}|2", 3, False)
+        await store.append_durable(source.stream_id, [(None, "d")], content_type="text/plain")
+        await store.append_durable(fork.stream_id, [(None, "y")], content_type="text/plain")
+        _, forked = await store.read_durable(fork.stream_id, 0, limit=10)
+        assert [(e.position, e.data) for e in forked] == [(1, "a"), (2, "b"), (3, "x"), (4, "y")]
+        _, kept = await store.read_durable(source.stream_id, 0, limit=10)
+        assert [e.data for e in kept] == ["a", "b", "c", "d"]
+
+    async def test_a_fork_of_a_missing_source_or_past_its_end_is_refused(self, store: StreamStore) -> None:
+        _, source = await self.make_durable(store, data=("a",))
+        with pytest.raises(ValueError, match="fork"):
+            await self.make_fork(store, source, 2)
+        assert await store.delete_durable(source.stream_id)
+        with pytest.raises(ValueError, match="fork"):
+            await self.make_fork(store, source, 1)
+
+    async def test_a_source_is_kept_deleted_until_its_last_fork_goes(self, store: StreamStore) -> None:
+        _, source = await self.make_durable(store, data=("a",))
+        _, first = await self.make_fork(store, source, 1)
+        _, second = await self.make_fork(store, source, 0)
+        assert await store.delete_durable(source.stream_id)
+        state, _ = await store.read_durable(source.stream_id, 0, limit=1)
+        assert state is not None
+        assert state.deleted
+        assert await store.durable_id(source.name) == source.stream_id  # the name stays taken
+        appended = await store.append_durable(source.stream_id, [(None, "b")], content_type="text/plain")
+        assert appended.outcome == "deleted"
+        assert not await store.delete_durable(source.stream_id)
+        with pytest.raises(ValueError, match="fork"):
+            await self.make_fork(store, source, 0)
+        assert await store.delete_durable(first.stream_id)
+        assert await store.durable_id(source.name) == source.stream_id
+        assert await store.delete_durable(second.stream_id)
+        assert await store.durable_id(source.name) is None  # the last fork took its deleted source along
+        assert await store.info(source.stream_id) is None
