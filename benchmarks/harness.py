@@ -9,10 +9,12 @@ delayed-ACK stall (about 40 ms a request on Linux) is in the way of small writes
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import math
 import os
+import re
 import signal
 import socket
 import statistics
@@ -65,6 +67,7 @@ class Server:
     port: int = 0
     process: subprocess.Popen[bytes] | None = None
     trivial_request_ms: float | None = None
+    log_summary: dict[str, Any] = field(default_factory=dict)
     _log: Any = None
 
     @property
@@ -154,6 +157,7 @@ class Server:
                     self.process.wait(10)
         finally:
             if self._log is not None:
+                self.log_summary = summarize_log(self.output())
                 self._log.close()
                 self._log = None
 
@@ -179,6 +183,28 @@ class Server:
             for conn in psutil.Process(self.pid).net_connections(kind="tcp")
             if conn.raddr and conn.raddr.port == port
         }
+
+
+_LEVEL = re.compile(
+    r"^(WARNING|ERROR|CRITICAL) - \S+ \S+ - (?P<logger>\S+) - (?P<module>\S+) - (?P<message>.*)$"
+)
+_EXCEPTION = re.compile(r"^(?P<name>[A-Za-z_][\w.]*(Error|Exception|Exceeded|Timeout)\w*)(:|$)")
+_IDS = re.compile(r"\{[^}]*\}|\b[\w-]{22,}\b|\d+(\.\d+)?")
+
+
+def summarize_log(text: str) -> dict[str, Any]:
+    """A server's warnings, errors and the exceptions in its tracebacks, counted by kind (ids and numbers
+    blanked out): what went wrong in it, which the harness keeps after the log file is gone."""
+    warnings: collections.Counter[str] = collections.Counter()
+    exceptions: collections.Counter[str] = collections.Counter()
+    for line in text.splitlines():
+        if match := _LEVEL.match(line):
+            warnings[_IDS.sub("#", f"{match['module'].strip()}: {match['message'].strip()}")[:160]] += 1
+        elif match := _EXCEPTION.match(line):
+            exceptions[match["name"]] += 1
+    if not warnings and not exceptions:
+        return {}
+    return {"warnings": dict(warnings.most_common(10)), "exceptions": dict(exceptions.most_common(10))}
 
 
 @contextlib.contextmanager
@@ -256,6 +282,39 @@ def background_load(seconds: float = 1.0) -> dict[str, Any]:
                 command = " ".join(process.info["cmdline"] or [process.info["name"] or "?"])[:80]
                 top.append({"pid": process.pid, "cpu_pct": used, "command": command})
     return {"cpu_busy_pct": busy, "load_avg_1m": os.getloadavg()[0], "busy_processes": top}
+
+
+class OtherLoad:
+    """CPU the rest of the machine used while the run ran: the machine's busy CPU time, less this process's
+    and its children's (servers, load generators, cluster nodes: each waited for when it ends) and the
+    shared Redis server's (``INFO cpu``)."""
+
+    def __init__(self) -> None:
+        self._start = self._sample_local()
+        self._redis_start = 0.0
+        self._t0 = time.monotonic()
+
+    @staticmethod
+    def _sample_local() -> tuple[float, float]:
+        machine = psutil.cpu_times()
+        busy = machine.user + machine.system + getattr(machine, "nice", 0.0) + getattr(machine, "irq", 0.0)
+        busy += getattr(machine, "softirq", 0.0) + getattr(machine, "steal", 0.0)
+        ours = os.times()
+        return busy, ours.user + ours.system + ours.children_user + ours.children_system
+
+    async def start(self, redis: RedisProbe) -> None:
+        self._redis_start = await redis.cpu_seconds()
+
+    async def stop(self, redis: RedisProbe) -> dict[str, float]:
+        busy, ours = self._sample_local()
+        used_by_redis = await redis.cpu_seconds() - self._redis_start
+        wall = time.monotonic() - self._t0
+        others = (busy - self._start[0]) - (ours - self._start[1]) - used_by_redis
+        cores = os.cpu_count() or 1
+        return {
+            "cpu_s": round(max(0.0, others), 1),
+            "share_of_machine_pct": round(100.0 * max(0.0, others) / (wall * cores), 1),
+        }
 
 
 # -- load generator processes --

@@ -22,7 +22,7 @@ def section(results: dict[str, Any]) -> str:
         START,
         (
             f"Measured {meta['started']} ({meta['mode']} mode, {machine['nproc']} cores, "
-            f"Python {machine['python']}, Redis {machine['redis']}); the full tables are in "
+            f"Python {machine['python']}, Redis {machine['redis']}{_others(meta)}); the full tables are in "
             "[benchmarks/results/results.md](benchmarks/results/results.md)."
         ),
         "",
@@ -32,6 +32,14 @@ def section(results: dict[str, Any]) -> str:
         END,
     ]
     return "\n".join(lines)
+
+
+def _others(meta: dict[str, Any]) -> str:
+    """How much of the machine other processes took during the run, when the run measured it."""
+    during = meta.get("other_load_during_run")
+    if during is None:
+        return ""
+    return f"; other processes took {during['share_of_machine_pct']}% of the machine meanwhile"
 
 
 def update(readme: Path, results: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ GOAL_FAN_ROUND_TRIPS = 2.0
 REHEARSAL_DELIVERED = 0.99  # "holds": at least this share of the offered chunks delivered in the window
 FANOUT_FLAT = 1.25  # "independent of viewers": the most reads per chunk within 25% of the least
 BUSY_PCT = 10.0
+OTHERS_PCT = 5.0  # other processes' share of the machine during the run above which the numbers are noisy
 TIMES = "\u00d7"  # the multiplication sign
 DASH = "\u2013"  # an en dash: no value
 GE, LE = "\u2265", "\u2264"
@@ -374,7 +375,14 @@ def _header(results: dict[str, Any]) -> list[str]:
     )
     trivial = ", ".join(f"{k} {v} ms" for k, v in meta.get("trivial_request_ms", {}).items())
     busy = [meta.get(k, {}).get("cpu_busy_pct", 0) for k in ("background_at_start", "background_at_end")]
-    busy_note = " **The machine was not idle: treat the numbers as noisy.**" if max(busy) > BUSY_PCT else ""
+    during = meta.get("other_load_during_run")
+    noisy = max(busy) > BUSY_PCT or (during is not None and during["share_of_machine_pct"] > OTHERS_PCT)
+    busy_note = " **The machine was not idle: treat the numbers as noisy.**" if noisy else ""
+    if during is not None:
+        busy_note = (
+            f" Other processes used {during['cpu_s']} CPU seconds during the run, "
+            f"{during['share_of_machine_pct']}% of the machine.{busy_note}"
+        )
     machine = (
         f"{meta['started']}; {m['nproc']} cores ({m['cpu_model']}), {m['memory']} RAM; Python {m['python']}, "
         f"Redis {m['redis']}, Litestar {m['packages']['litestar']}, redis-py {m['packages']['redis']}, "
@@ -388,7 +396,23 @@ def _header(results: dict[str, Any]) -> list[str]:
     load = (
         f"Other load on the machine (whole-machine CPU busy before / after the run): {busy[0]}% / {busy[1]}%."
     )
-    return [f"# Benchmark results ({meta['mode']} mode)", "", machine, "", nagle, "", load + busy_note, ""]
+    lines = [f"# Benchmark results ({meta['mode']} mode)", "", machine, "", nagle, "", load + busy_note, ""]
+    return lines + _server_logs(meta.get("server_logs", {}))
+
+
+def _server_logs(logs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """What went wrong inside the servers: their warnings and the exceptions of their tracebacks."""
+    if not logs:
+        return ["The servers logged no warning and no exception.", ""]
+    lines = [
+        "What the servers logged (warnings and the exceptions of tracebacks, counted; each server start):",
+        "",
+    ]
+    for name, runs in logs.items():
+        for summary in runs:
+            found = {**summary.get("warnings", {}), **summary.get("exceptions", {})}
+            lines.append(f"- {name}: " + "; ".join(f"{text} ({count})" for text, count in found.items()))
+    return [*lines, ""]
 
 
 def _goals_section(results: dict[str, Any]) -> list[str]:
@@ -482,6 +506,14 @@ def _concurrency_section(conc: dict[str, Any]) -> list[str]:
             for p in connections
         )
         lines += [f"Redis connections of the Redis-store server process (CLIENT LIST): {counts}.", ""]
+    trips = [p for p in conc["points"] if "round_trips_per_s_by_process" in p]
+    if trips:
+        counts = ", ".join(
+            f"{p['streams']} streams: {sum(p['round_trips_per_s_by_process'].values()):,.0f} round trips/s "
+            f"carrying {sum(p['script_calls_per_s_by_process'].values()):,.0f} script calls/s"
+            for p in trips
+        )
+        lines += [f"Redis round trips of the Redis-store server process over the window: {counts}.", ""]
     return lines
 
 
@@ -731,7 +763,7 @@ def _rehearsal_section(rehearsal: dict[str, Any]) -> list[str]:
         f"Masters' CPU {shards['masters_cpu_pct']}%, replicas' {shards['replicas_cpu_pct']}%; above what "
         f"each node spends idle, {shards['masters_cpu_us_per_chunk']} \u00b5s of master CPU and "
         f"{shards['replicas_cpu_us_per_chunk']} \u00b5s of replica CPU per chunk delivered "
-        f"({shards['masters_cpu_us_per_chunk_with_idle']} \u00b5s of master CPU with the idle part); "
+        f"({shards.get('masters_cpu_us_per_chunk_with_idle')} \u00b5s of master CPU with the idle part); "
         f"{shards['evalsha_per_chunk']} EVALSHA and {shards['commands_per_chunk']} commands (incl. Lua) per "
         f"chunk. Memory: {memory['summary']} (sampled keys: events {memory['sampled_events_key_bytes']} B, "
         f"meta {memory['sampled_meta_key_bytes']} B)."

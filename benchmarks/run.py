@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import cluster, readme, report, scaling
-from benchmarks.harness import BENCH_DIR, ROOT, ServerConfig, background_load, redis_probe
+from benchmarks.harness import BENCH_DIR, ROOT, OtherLoad, ServerConfig, background_load, redis_probe
 from benchmarks.scenarios import FULL, QUICK, Context, Params, PeerStatus, prepare_peer
 from benchmarks.scenarios import SCENARIOS as STANDALONE
 
@@ -75,7 +75,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     peer = PeerStatus(available=False, reason="skipped with --no-peer") if args.no_peer else prepare_peer(log)
     if not peer.available:
         log(f"peer: {peer.reason}")
+    other_load = OtherLoad()
     async with redis_probe(redis_url) as probe:
+        await other_load.start(probe)
         ctx = Context(
             params=params,
             redis_url=redis_url,
@@ -110,7 +112,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             results[name]["seconds"] = round(time.monotonic() - began, 1)
             log(f"   {name}: {results[name]['seconds']} s")
         results["meta"]["trivial_request_ms"] = ctx.trivial_request_ms
+        results["meta"]["server_logs"] = ctx.server_logs
         results["meta"]["leftover_keys_deleted"] = await probe.delete_prefix(f"bench-{ctx.run_id}")
+        results["meta"]["other_load_during_run"] = await other_load.stop(probe)
     results["meta"]["background_at_end"] = background_load()
     results["meta"]["duration_s"] = round(time.monotonic() - started, 1)
     results["goals"] = report.goals(results)

@@ -80,8 +80,8 @@ class Params:
     cluster_tee_chunks: int = 20_000
     cluster_tee_repeats: int = 3
     rehearsal_streams: int = 10_000
-    rehearsal_rate: float = 1.0
-    rehearsal_ramp: float = 10.0
+    rehearsal_rate: float = 0.5
+    rehearsal_ramp: float = 40.0
     rehearsal_settle: float = 3.0
     rehearsal_window: float = 8.0
 
@@ -89,7 +89,7 @@ class Params:
 QUICK = Params(
     tee_chunks=50_000,
     tee_repeats=5,
-    conc_counts=[100, 500, 1000],
+    conc_counts=[100, 250, 500, 1000],
     conc_rate=20.0,
     conc_window=3.0,
     conc_ramp=1.0,
@@ -128,6 +128,7 @@ FULL = Params(
     fan_rate=20.0,
     cluster_tee_chunks=50_000,
     cluster_tee_repeats=5,
+    rehearsal_ramp=60.0,
     rehearsal_window=20.0,
 )
 
@@ -149,6 +150,8 @@ class Context:
     log: Callable[[str], None]
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     trivial_request_ms: dict[str, float] = field(default_factory=dict)
+    server_logs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    """What went wrong in each server (its warnings and exceptions, counted), by server."""
     variants: tuple[str, ...] = ("plain", "memory", "redis", "peer")
 
     def wants(self, variant: str) -> bool:
@@ -174,11 +177,16 @@ class Context:
 
     @contextlib.contextmanager
     def servers(self, servers: Sequence[Server]) -> Iterator[Sequence[Server]]:
-        with running(servers):
+        try:
+            with running(servers):
+                for server in servers:
+                    key = f"{server.kind}:{server.name}"
+                    self.trivial_request_ms[key] = round(server.trivial_request_ms or 0.0, 3)
+                yield servers
+        finally:
             for server in servers:
-                key = f"{server.kind}:{server.name}"
-                self.trivial_request_ms[key] = round(server.trivial_request_ms or 0.0, 3)
-            yield servers
+                if server.log_summary:
+                    self.server_logs.setdefault(f"{server.kind}:{server.name}", []).append(server.log_summary)
 
     async def cleanup(self, scenario: str) -> int:
         return await self.probe.delete_prefix(self.prefix(scenario))
