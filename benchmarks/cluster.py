@@ -315,11 +315,12 @@ async def rehearsal(ctx: Context) -> dict[str, Any]:
 def _shards(
     idle: dict[int, dict[str, Any]], idle_cpu: dict[int, float], marks: dict[str, Any], point: dict[str, Any]
 ) -> dict[str, Any]:
-    """Operations, CPU and memory of each master over the window; CPU per chunk is the CPU above what each
-    node spends idle (its cron and the cluster bus: per node, not per chunk)."""
+    """Operations, CPU and memory of each master over the window. Per chunk means per chunk stored: the
+    XADDs the scripts ran (no stream starts or ends in the window, so no terminal event is among them);
+    CPU per chunk is the CPU above what each node spends idle (its cron and the cluster bus: per node,
+    not per chunk)."""
     (t0, start), (t1, end) = marks["start"], marks["end"]
     seconds = t1 - t0
-    delivered = point["delivered_per_s"]
     shards = {}
     for port in start:
         if start[port]["role"] != "master":
@@ -350,20 +351,23 @@ def _shards(
     replicas = [port for port in start if start[port]["role"] == "replica"]
     masters_cpu, replicas_cpu = sum(used[p] for p in masters), sum(used[p] for p in replicas)
     masters_above, replicas_above = sum(above_idle[p] for p in masters), sum(above_idle[p] for p in replicas)
+    stored = sum(s["commands"].get("xadd", 0) for s in shards.values()) / seconds
     return {
         "window_s": round(seconds, 2),
+        "chunks_stored_per_s": round(stored, 1),
+        "chunks_delivered_per_s": point["delivered_per_s"],
         "by_master": shards,
         "masters_cpu_pct": round(100.0 * masters_cpu / seconds, 1),
         "replicas_cpu_pct": round(100.0 * replicas_cpu / seconds, 1),
         "idle_cpu_pct_per_node": {str(port): round(100.0 * cpu, 2) for port, cpu in idle_cpu.items()},
-        "masters_cpu_us_per_chunk": _per(masters_above, seconds, delivered),
-        "replicas_cpu_us_per_chunk": _per(replicas_above, seconds, delivered),
-        "masters_cpu_us_per_chunk_with_idle": _per(masters_cpu, seconds, delivered),
-        "evalsha_per_chunk": round(sum(s["evalsha_per_s"] for s in shards.values()) / delivered, 3)
-        if delivered
+        "masters_cpu_us_per_chunk": _per(masters_above, seconds, stored),
+        "replicas_cpu_us_per_chunk": _per(replicas_above, seconds, stored),
+        "masters_cpu_us_per_chunk_with_idle": _per(masters_cpu, seconds, stored),
+        "evalsha_per_chunk": round(sum(s["evalsha_per_s"] for s in shards.values()) / stored, 3)
+        if stored
         else None,
-        "commands_per_chunk": round(sum(s["commands_per_s"] for s in shards.values()) / delivered, 3)
-        if delivered
+        "commands_per_chunk": round(sum(s["commands_per_s"] for s in shards.values()) / stored, 3)
+        if stored
         else None,
     }
 

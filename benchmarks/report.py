@@ -762,7 +762,8 @@ def _rehearsal_section(rehearsal: dict[str, Any]) -> list[str]:
     text = (
         f"Masters' CPU {shards['masters_cpu_pct']}%, replicas' {shards['replicas_cpu_pct']}%; above what "
         f"each node spends idle, {shards['masters_cpu_us_per_chunk']} \u00b5s of master CPU and "
-        f"{shards['replicas_cpu_us_per_chunk']} \u00b5s of replica CPU per chunk delivered "
+        f"{shards['replicas_cpu_us_per_chunk']} \u00b5s of replica CPU per chunk stored "
+        f"({shards.get('chunks_stored_per_s')} stored a second, by the XADDs the scripts ran) "
         f"({shards.get('masters_cpu_us_per_chunk_with_idle')} \u00b5s of master CPU with the idle part); "
         f"{shards['evalsha_per_chunk']} EVALSHA and {shards['commands_per_chunk']} commands (incl. Lua) per "
         f"chunk. Memory: {memory['summary']} (sampled keys: events {memory['sampled_events_key_bytes']} B, "

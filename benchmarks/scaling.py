@@ -126,7 +126,7 @@ def _measured(results: dict[str, Any], f: dict[str, Any]) -> list[str]:
         (
             "Redis CPU per chunk, masters / replicas",
             f"{_n(f['master_us_per_chunk'], 2)} / {_n(f['replica_us_per_chunk'], 2)} \u00b5s",
-            "`rehearsal`: INFO cpu of each node over the window less its idle CPU, per chunk delivered",
+            "`rehearsal`: INFO cpu of each node over the window less its idle CPU, per chunk stored (XADD)",
         ),
         (
             "Redis commands per chunk, incl. those inside the scripts / script calls (EVALSHA)",
@@ -358,7 +358,32 @@ def _rehearsal(results: dict[str, Any]) -> list[str]:
         f"{load['window']:g} s once all were open:"
     )
     table = ["| measured | value |", "| --- | --- |", *(f"| {a} | {b} |" for a, b in rows)]
-    return ["### The rehearsal", "", intro, "", *table, ""]
+    return ["### The rehearsal", "", intro, "", *table, "", *_logged(results, "rehearsal")]
+
+
+def _logged(results: dict[str, Any], scenario: str) -> list[str]:
+    """What the scenario's servers logged (warnings, exceptions): its figures include what went wrong."""
+    logs = {
+        name: runs
+        for name, runs in results["meta"].get("server_logs", {}).items()
+        if name.split(":", 1)[-1].startswith(scenario)
+    }
+    if not logs:
+        return []
+    found = []
+    for name, runs in logs.items():
+        for summary in runs:
+            kinds = {**summary.get("warnings", {}), **summary.get("exceptions", {})}
+            top = sorted(kinds.items(), key=lambda kind: -kind[1])[:4]
+            found.append(
+                f"{name.split(':', 1)[-1]}: " + ", ".join(f"`{text}` {count}" for text, count in top)
+            )
+    return [
+        f"The {scenario}'s servers logged warnings and exceptions, and its figures include them: "
+        + "; ".join(found)
+        + ".",
+        "",
+    ]
 
 
 def _connections(by_process: dict[str, dict[str, int]]) -> str:
@@ -403,7 +428,7 @@ def _wait(results: dict[str, Any]) -> list[str]:
         f"| the same: Redis CPU (6 nodes) | {zero['redis_cpu_pct']}% | {one['redis_cpu_pct']}% |",
         "",
     ]
-    return lines
+    return lines + _logged(results, "cluster")
 
 
 TIMES = "\u00d7"
