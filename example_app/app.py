@@ -19,6 +19,7 @@ from litestar.exceptions import ClientException
 from example_app.settings import Model, generate_in_from_env, model_from_env, store_from_env
 from litestar_resumable import ResumablePlugin, StreamStore, resumable
 from litestar_resumable.ai_sdk import UIMessageStream, chat_key, resume_chat
+from litestar_resumable.durable_streams import durable_streams_router
 
 if TYPE_CHECKING:
     from litestar_saq import TaskQueues  # in Litestar's signature namespace through SAQPlugin
@@ -60,7 +61,8 @@ def create_app(
         if stream_id is not None:
             await plugin.cancel(stream_id)
 
-    routes = [page, active, ai_sdk_resume, ai_sdk_stop]
+    # Durable Streams clients read every answer too: GET /v1/stream/{stream id} (docs/durable-streams.md).
+    routes = [page, active, ai_sdk_resume, ai_sdk_stop, durable_streams_router(plugin)]
     if (generate_in or generate_in_from_env()) == "worker":
         from example_app.worker import saq_plugin  # noqa: PLC0415 - SAQ only in this mode
 
