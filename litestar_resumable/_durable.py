@@ -283,13 +283,15 @@ def is_data(event: StreamEvent) -> bool:
 
 def sse_data(payload: bytes, *, text: bool) -> bytes:
     """An ``event: data`` with ``payload`` as text split into lines (CR, LF and CRLF all break a line, as
-    in SSE itself, so no payload can end the event or start another), or as one base64 line."""
+    in SSE itself, so no payload can end the event or start another), or as one base64 line. A text
+    stream's bytes that are not UTF-8 (kept exactly by catch-up reads) cannot be SSE text: they are sent
+    as U+FFFD."""
     if not text:
         return b"event: data\ndata:" + base64.b64encode(payload) + b"\n\n"
     # A reader drops one space after "data:": a line that starts with a space gets one more.
     lines = (
         f"data: {line}\n" if line.startswith(" ") else f"data:{line}\n"
-        for line in _LINE_BREAK.split(payload.decode())
+        for line in _LINE_BREAK.split(payload.decode(errors="replace"))
     )
     out = ["event: data\n", *lines, "\n"]
     return "".join(out).encode()

@@ -266,7 +266,8 @@ class _Routes:
         if info is not None and info.format != DURABLE_FORMAT:
             options = self.plugin.options_for(info.route)
             if await owner_of(options, request) == info.owner:
-                return _ResumableSource(self.store, name, options.lease)
+                # Its lease is checked at its own pace: the lease recorded with it, else its route's.
+                return _ResumableSource(self.store, name, info.lease or options.lease)
         raise ProtocolError(404, f"no stream {name!r}")
 
     async def _unwritable(self, name: str, request: Request[Any, Any, Any]) -> ProtocolError:

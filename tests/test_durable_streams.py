@@ -20,7 +20,10 @@ from _support.stores import close_store, make_store
 from durable_streams import astream
 from litestar import Litestar, Request, get
 
+from example_app.app import create_app
+from example_app.fake_model import answer_words
 from litestar_resumable import MemoryStreamStore, ResumablePlugin, StreamStore, resumable
+from litestar_resumable._ids import new_stream_id
 from litestar_resumable.durable_streams import durable_streams_router
 
 WORDS = [f"word{i} " for i in range(10)] + ["ünïcødé 🙂 ", "two\nlines", 'a "quoted" \\ one']
@@ -273,3 +276,43 @@ async def test_an_sse_reader_gets_appends_live_and_the_close(store: StreamStore)
         ]
         assert [item for batch in data for item in batch] == [{"n": 0}, {"n": 1}, {"n": 2}]
         assert text.rstrip().endswith('"streamClosed":true,"upToDate":true}')
+
+
+async def test_the_example_app_serves_its_answers_to_durable_streams_clients() -> None:
+    app = create_app(store=MemoryStreamStore(), generate_in="web")
+    async with serve(app) as client:
+        stream_id = await _start(client, "/api/generate?prompt=hello%20there")
+        url = f"/v1/stream/{stream_id}"
+        read = await client.get(url, params={"offset": "-1", "live": "sse"})  # live until the answer ends
+        assert '"streamClosed":true' in read.text
+        answer = await client.get(url)
+        assert answer.headers["stream-resumable-status"] == "done"
+        texts = "".join(json.loads(message["data"])["text"] for message in answer.json())
+        assert texts == "".join(answer_words("hello there"))
+
+
+async def test_bytes_that_are_not_utf8_in_a_text_stream_are_kept_and_sse_replaces_them(
+    store: StreamStore,
+) -> None:
+    async with serve(_app(store)) as client:
+        url = "/v1/stream/latin"
+        await client.put(
+            url, content=b"caf\xe9 \xff", headers={"content-type": "text/plain", "stream-closed": "true"}
+        )
+        assert (await client.get(url)).content == b"caf\xe9 \xff"
+        live = await client.get(url, params={"offset": "-1", "live": "sse"})
+        assert (live.status_code, live.text.splitlines()[:2]) == (
+            200,
+            ["event: data", "data:caf\ufffd \ufffd"],
+        )
+
+
+async def test_a_reader_learns_that_a_streams_writer_died(store: StreamStore) -> None:
+    stream_id = new_stream_id()
+    # Opened for a writer elsewhere that never comes: its lease runs out, as a dead producer's does.
+    await store.create(stream_id, route="-", lease=0.3, ttl=60, claimed=False)
+    async with serve(_app(store, long_poll_timeout=20)) as client:
+        url = f"/v1/stream/{stream_id}"
+        waited = await client.get(url, params={"offset": "-1", "live": "long-poll"}, timeout=30)
+        assert (waited.status_code, waited.headers["stream-closed"]) == (204, "true")
+        assert waited.headers["stream-resumable-status"] == "interrupted"
