@@ -115,10 +115,15 @@ def _measured(results: dict[str, Any], f: dict[str, Any]) -> list[str]:
     memory = results.get("rehearsal", {}).get("memory")
     if memory:
         chunks = memory["chunks_per_stream_at_window_end"]
+        predicted = ""
+        if f["bytes_per_stream"] is not None and f["bytes_per_chunk"] is not None:
+            estimate = f["bytes_per_stream"] + chunks * f["bytes_per_chunk"]
+            predicted = f" (the two figures above: {_n(f['bytes_per_stream'])} + {chunks} {TIMES} "
+            predicted += f"{_n(f['bytes_per_chunk'], 1)} = {_n(estimate)} B)"
         rows.append(
             (
                 f"Redis memory per live stream of about {chunks} chunks, everything included",
-                f"{_n(memory['bytes_per_live_stream'])} B",
+                f"{_n(memory['bytes_per_live_stream'])} B{predicted}",
                 "`rehearsal`: INFO used_memory growth of the masters, divided by the streams",
             )
         )
@@ -305,13 +310,14 @@ def _plan_connections(f: dict[str, Any], shards: int | None, processes: int | No
     if per_master is None or not shards:
         return ["5. **Connections**: not measured in this run (`rehearsal`).", ""]
     text = (
-        f"5. **Connections**: a process keeps at most {per_master} connections to a master (its pipelines' "
-        f"and its sharded Pub/Sub connection), so {per_master} {TIMES} {_n(shards)} masters = "
+        f"5. **Connections**: a process kept at most {per_master} connections to a master (the cluster "
+        "client's pool for that node, up to `max_connections`, and its sharded Pub/Sub connection), so "
+        f"{per_master} {TIMES} {_n(shards)} masters = "
         f"**{_n(per_master * shards)} per process**"
     )
     if processes:
         text += (
-            f", and a master has at most {per_master} {TIMES} {_n(processes)} processes = "
+            f", and a master up to {per_master} {TIMES} {_n(processes)} processes = "
             f"**{_n(per_master * processes)}** (Redis's `maxclients` is 10,000 unless raised)"
         )
     return [text + ".", ""]
