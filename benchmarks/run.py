@@ -130,7 +130,7 @@ def _setting(text: str) -> tuple[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the small sizes (about 6 minutes)")
+    parser.add_argument("--quick", action="store_true", help="the small sizes (6-7 minutes on 2 cores)")
     parser.add_argument("--only", nargs="+", choices=list(SCENARIOS), help="run only these scenarios")
     parser.add_argument("--no-peer", action="store_true", help="skip the resumable-stream peer")
     parser.add_argument(
