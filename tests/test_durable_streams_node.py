@@ -4,9 +4,10 @@ conformance suite, and the official TypeScript client reading a ``@resumable`` s
 ``tests/node_durable`` pins ``@durable-streams/server-conformance-tests`` and ``@durable-streams/client``
 (``package.json`` and its lockfile); ``conformance.test.mjs`` calls the suite's ``runConformanceTests`` with
 the server's URL, run by the ``vitest`` the suite brings (its CLI finds no test file inside
-``node_modules``). The app (``_support/durable_app.py``) runs under uvicorn with the memory store and with
-the Redis store. The per-group results are the table in docs/durable-streams.md, which this test checks
-(``RESUMABLE_WRITE_CONFORMANCE=1`` rewrites it from the run).
+``node_modules``). The app (``_support/durable_app.py``) runs under uvicorn with the memory store, the Redis
+store, and the Redis store on the session's Redis Cluster (3 masters, 3 replicas). The per-group results
+are the table in docs/durable-streams.md, which this test checks (``RESUMABLE_WRITE_CONFORMANCE=1``
+rewrites it from the run).
 
 Node is optional: see ``_support/node.py``.
 """
@@ -27,7 +28,7 @@ import pytest
 from _support.asgi import serve, within
 from _support.node import node_with
 from _support.servers import running
-from _support.stores import REDIS_URL, close_store, make_store
+from _support.stores import REDIS_URL, close_store, delete_cluster_prefix, make_store
 from litestar import Litestar, get
 
 from litestar_resumable import ResumablePlugin, StreamStore, resumable
@@ -66,7 +67,7 @@ def _table(results: dict[str, dict[str, collections.Counter[str]]]) -> str:
     kinds = list(results)
     names = sorted({name for groups in results.values() for name in groups})
     lines = [
-        "| group | " + " | ".join(f"{kind} store" for kind in kinds) + " |",
+        "| group | " + " | ".join(kinds) + " |",
         "|---|" + "---|" * len(kinds),
     ]
     totals: dict[str, collections.Counter[str]] = {kind: collections.Counter() for kind in kinds}
@@ -99,13 +100,20 @@ def _check_doc(results: dict[str, dict[str, collections.Counter[str]]]) -> None:
     )
 
 
-@pytest.mark.parametrize("store_kind", ["memory", "redis"])
+STORE_KINDS = ("memory", "redis", "redis cluster")
+
+
+@pytest.mark.parametrize("store_kind", STORE_KINDS)
 def test_the_conformance_suite_passes(
-    node: str, store_kind: str, request: pytest.FixtureRequest, tmp_path: Path
+    node: str, store_kind: str, request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
 ) -> None:
     env = {"DS_LONG_POLL": "1"}
     if store_kind == "redis":
         env |= {"DS_REDIS_URL": REDIS_URL, "DS_KEY_PREFIX": request.getfixturevalue("redis_prefix")}
+    if store_kind == "redis cluster":
+        cluster = request.getfixturevalue("redis_cluster")
+        env |= {"DS_REDIS_URL": cluster.url, "DS_REDIS_CLUSTER": "1", "DS_KEY_PREFIX": key_prefix}
+        request.addfinalizer(lambda: delete_cluster_prefix(cluster, key_prefix))
     output = tmp_path / "report.json"
     with running(env, app="_support.durable_app:app") as (server,):
         started = time.monotonic()
@@ -145,8 +153,8 @@ def test_the_conformance_suite_passes(
     print(f"[conformance] {store_kind} store: {passed} passed, {len(failed)} failed in {took:.0f} s")  # noqa: T201
     assert not failed, "\n".join(failed)
     _RESULTS[store_kind] = groups
-    if set(_RESULTS) == {"memory", "redis"}:
-        _check_doc({kind: _RESULTS[kind] for kind in ("memory", "redis")})
+    if set(_RESULTS) == set(STORE_KINDS):
+        _check_doc({kind: _RESULTS[kind] for kind in STORE_KINDS})
 
 
 # -- the TypeScript client reads a @resumable stream, drops, and resumes from its saved offset --

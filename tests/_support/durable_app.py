@@ -4,8 +4,9 @@ The protocol's routes (``durable_streams_router``) at their default path, with C
 (the conformance suite checks a preflight), and ``/pid`` for the server helper. Configured by environment
 variables, so each server process gets its own settings:
 
-- ``DS_REDIS_URL``: use a :class:`RedisStreamStore` on this Redis, under ``DS_KEY_PREFIX``; unset, the
-  in-process :class:`MemoryStreamStore`;
+- ``DS_REDIS_URL``: use a :class:`RedisStreamStore` on this Redis, under ``DS_KEY_PREFIX`` (with
+  ``DS_REDIS_CLUSTER=1``, a Redis Cluster one of whose nodes the URL names); unset, the in-process
+  :class:`MemoryStreamStore`;
 - ``DS_LONG_POLL``: seconds a long-poll waits for data (default 1: the suite waits out a few timeouts).
 """
 
@@ -21,7 +22,8 @@ from litestar_resumable.durable_streams import EXPOSED_HEADERS, durable_streams_
 def _store() -> StreamStore:
     url = os.environ.get("DS_REDIS_URL")
     if url:
-        return RedisStreamStore.from_url(url, key_prefix=os.environ["DS_KEY_PREFIX"])
+        cluster = os.environ.get("DS_REDIS_CLUSTER") == "1"
+        return RedisStreamStore.from_url(url, cluster=cluster, key_prefix=os.environ["DS_KEY_PREFIX"])
     return MemoryStreamStore()
 
 
