@@ -59,7 +59,14 @@ from litestar_resumable._durable import (
 from litestar_resumable._errors import StoreUnavailableError
 from litestar_resumable._ids import is_stream_id, new_stream_id
 from litestar_resumable._responses import owner_id, owner_of, scoped_key
-from litestar_resumable._store.base import DURABLE_FORMAT, DurableStream, Fork, Producer, media_type
+from litestar_resumable._store.base import (
+    DURABLE_FORMAT,
+    DurableStream,
+    Fork,
+    Producer,
+    StreamStore,
+    media_type,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -68,7 +75,7 @@ if TYPE_CHECKING:
 
     from litestar_resumable._events import StreamEvent
     from litestar_resumable._plugin import ResumablePlugin
-    from litestar_resumable._store.base import DurableAppend, StreamStore, StreamWatch
+    from litestar_resumable._store.base import DurableAppend, StreamWatch
 
 __all__ = ("DurableSettings", "durable_streams_router")
 
@@ -226,6 +233,17 @@ class _Routes:
     def store(self) -> StreamStore:
         return self.plugin.store
 
+    @property
+    def keeps_durable(self) -> bool:
+        """Whether the store keeps durable streams (a store of an app's own may not: then these routes
+        read ``@resumable`` streams only)."""
+        return type(self.store).durable_id is not StreamStore.durable_id
+
+    async def _durable_id(self, name: str, request: Request[Any, Any, Any]) -> str | None:
+        if not self.keeps_durable:
+            return None
+        return await self.store.durable_id(await self._scoped(name, request))
+
     async def serve(self, name: str, request: Request[Any, Any, Any]) -> ASGIResponse:
         handlers: dict[str, Callable[[str, Request[Any, Any, Any]], Awaitable[ASGIResponse]]] = {
             "PUT": self.put,
@@ -259,7 +277,7 @@ class _Routes:
     async def _find(self, name: str, request: Request[Any, Any, Any]) -> _Source:
         """The stream a request names: a durable stream of the requester's, or a ``@resumable`` stream the
         requester may read; 404 otherwise (another owner's stream is as unknown as a missing one)."""
-        stream_id = await self.store.durable_id(await self._scoped(name, request))
+        stream_id = await self._durable_id(name, request)
         if stream_id is not None:
             return _DurableSource(self.store, stream_id)
         info = await self.store.info(name) if is_stream_id(name) else None
@@ -283,6 +301,8 @@ class _Routes:
     # -- writes --
 
     async def put(self, name: str, request: Request[Any, Any, Any]) -> ASGIResponse:
+        if not self.keeps_durable:
+            raise ProtocolError(501, f"{type(self.store).__name__} does not keep durable streams")
         headers = request.headers
         content_type = headers.get("content-type")
         ttl_text, expires_text = headers.get("stream-ttl"), headers.get("stream-expires-at")
@@ -401,7 +421,7 @@ class _Routes:
             raise ProtocolError(400, "an append needs a Content-Type")
         # Parsed by the type the client says; the store compares it with the stream's.
         data = events_of(body, content_type, create=False)
-        stream_id = await self.store.durable_id(await self._scoped(name, request))
+        stream_id = await self._durable_id(name, request)
         if stream_id is None:
             raise await self._unwritable(name, request)
         result = await self.store.append_durable(
@@ -415,7 +435,7 @@ class _Routes:
         return _appended(result, producer, has_data=bool(data))
 
     async def delete(self, name: str, request: Request[Any, Any, Any]) -> ASGIResponse:
-        stream_id = await self.store.durable_id(await self._scoped(name, request))
+        stream_id = await self._durable_id(name, request)
         if stream_id is None:
             raise await self._unwritable(name, request)
         if not await self.store.delete_durable(stream_id):

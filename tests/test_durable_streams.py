@@ -316,3 +316,21 @@ async def test_a_reader_learns_that_a_streams_writer_died(store: StreamStore) ->
         waited = await client.get(url, params={"offset": "-1", "live": "long-poll"}, timeout=30)
         assert (waited.status_code, waited.headers["stream-closed"]) == (204, "true")
         assert waited.headers["stream-resumable-status"] == "interrupted"
+
+
+class _StoreWithoutDurableStreams(MemoryStreamStore):
+    """A store of an app's own that keeps no durable streams (the base class's methods)."""
+
+    durable_id = StreamStore.durable_id
+    create_durable = StreamStore.create_durable
+
+
+async def test_a_store_without_durable_streams_serves_resumable_streams_only() -> None:
+    async with serve(_app(_StoreWithoutDurableStreams())) as client:
+        stream_id = await _start(client, "/answer")
+        assert [m["data"] for m in (await client.get(f"/v1/stream/{stream_id}")).json()] == WORDS
+        assert (await client.put("/v1/stream/notes")).status_code == 501
+        assert (
+            await client.post("/v1/stream/notes", content=b"x", headers={"content-type": "text/plain"})
+        ).status_code == 404
+        assert (await client.get("/v1/stream/notes")).status_code == 404
