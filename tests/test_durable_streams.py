@@ -25,6 +25,7 @@ from example_app.fake_model import answer_words
 from litestar_resumable import MemoryStreamStore, ResumablePlugin, StreamStore, resumable
 from litestar_resumable._ids import new_stream_id
 from litestar_resumable.durable_streams import durable_streams_router
+from litestar_resumable.testing import StoreContract
 
 WORDS = [f"word{i} " for i in range(10)] + ["ünïcødé 🙂 ", "two\nlines", 'a "quoted" \\ one']
 HALF = 6
@@ -334,3 +335,8 @@ async def test_a_store_without_durable_streams_serves_resumable_streams_only() -
             await client.post("/v1/stream/notes", content=b"x", headers={"content-type": "text/plain"})
         ).status_code == 404
         assert (await client.get("/v1/stream/notes")).status_code == 404
+
+
+async def test_the_store_contract_skips_its_durable_tests_for_a_store_without_them() -> None:
+    with pytest.raises(pytest.skip.Exception, match="does not keep durable streams"):
+        await StoreContract().make_durable(_StoreWithoutDurableStreams())
