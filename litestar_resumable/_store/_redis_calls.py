@@ -1,16 +1,19 @@
-"""The Redis store's script calls, sent together: one pipeline per turn of the event loop.
+"""The Redis store's calls, sent together: one pipeline per turn of the event loop.
 
-Every script call (create, append, finish, read) a process makes in one turn of its event loop goes to
-Redis in one pipeline (on a Redis Cluster, one per shard, sent in parallel), and each caller gets its own
-result. At most ``max_in_flight`` pipelines are out at once; calls made meanwhile wait and go in the next,
-so batches grow under load instead of connections.
+Every script call (create, append, finish, read) and every small read (a stream's meta, a key's holder)
+a process makes in one turn of its event loop goes to Redis in one pipeline (on a Redis Cluster, one per
+shard, sent in parallel), and each caller gets its own result. At most ``max_in_flight`` pipelines are
+out at once; calls made meanwhile wait and go in the next, so batches grow under load instead of
+connections (a cluster client that opens a connection per concurrent command fails past its
+``max_connections``, where a queue waits).
 
-On a standalone Redis a pipeline is written straight to one of ``max_in_flight`` connections the store
-keeps for itself (taken from the client's pool once), its commands packed by hiredis when it is installed:
-redis-py's own pipeline costs most of a command's time in Python (a pool checkout with its timeout, a
-pipeline object, packing in Python), which at thousands of writes a second is most of a core
-(benchmarks/). A cluster's pipelines go through redis-py's ``ClusterPipeline``, which routes commands to
-shards and follows them when slots move.
+A pipeline is written straight to a connection the store keeps for itself (per shard on a cluster), its
+commands packed by hiredis when it is installed: redis-py's own pipelines cost most of a command's time
+in Python (a pool checkout with its timeout, a pipeline object, packing in Python; on a cluster also the
+command's parsing and routing), which at thousands of writes a second is most of a core (benchmarks/).
+On a cluster a call whose shard answers with a redirect (``MOVED``, ``ASK``: slots moved) or cannot be
+reached (a failover) is sent again through redis-py's ``ClusterPipeline``, which follows redirects,
+refreshes the map of slots and retries.
 
 With ``replicas > 0`` each call is followed in its pipeline by ``WAIT replicas timeout`` on the same
 connection (on a cluster, the same shard's connection), and it counts as done only once that many replicas
@@ -30,8 +33,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from litestar_resumable._errors import StoreUnavailableError
@@ -46,11 +58,14 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from redis.asyncio import Redis, RedisCluster
+    from redis.asyncio.cluster import ClusterNode
     from redis.asyncio.connection import AbstractConnection
 
 __all__ = ("Script", "ScriptCalls")
 
 _BATCH_TIMEOUT = 10.0  # a pipeline's bound when the client sets no socket_timeout
+_REDIRECTED = (MovedError, AskError, TryAgainError, ClusterDownError)  # a shard's "not here, not now"
+_UNREACHED = (RedisConnectionError, RedisTimeoutError, OSError, RedisClusterException)
 COALESCE = (
     0.0005  # seconds between two pipelines at the most (benchmarks/: a third of the CPU at 500 streams)
 )
@@ -66,19 +81,19 @@ class Script:
 
 
 class _Call:
-    __slots__ = ("args", "done", "keys", "script")
+    __slots__ = ("command", "done", "key", "script")
 
     def __init__(
-        self, script: Script, keys: Sequence[str], args: Sequence[Any], done: asyncio.Future[Any]
+        self, command: tuple[Any, ...], key: str, script: Script | None, done: asyncio.Future[Any]
     ) -> None:
-        self.script = script
-        self.keys = keys
-        self.args = args
+        self.command = command
+        self.key = key  # what routes it to its shard on a cluster
+        self.script = script  # reloaded if the server does not know it
         self.done = done
 
 
 class ScriptCalls:
-    """Queues script calls and sends each turn's calls in one pipeline."""
+    """Queues calls and sends each turn's calls in one pipeline (one per shard on a cluster)."""
 
     def __init__(
         self,
@@ -97,24 +112,32 @@ class ScriptCalls:
         self.pipelines = 0
         """Pipelines sent so far: a round trip each (the benchmarks read it)."""
         self.calls: Counter[str] = Counter()
-        """Script calls sent so far, by script name (the benchmarks read it)."""
+        """Calls sent so far, by script name or command (the benchmarks read it)."""
         self._queued: list[_Call] = []
         self._scheduled = False
         self._last_sent = -COALESCE
         self._last_batch = 0
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._idle: list[AbstractConnection] = []  # the standalone path's own connections, when not in use
+        self._idle: dict[str, list[AbstractConnection]] = {}  # the store's own connections by shard, unused
         self._held: list[AbstractConnection] = []
         timeout = None if cluster else redis.connection_pool.connection_kwargs.get("socket_timeout")  # type: ignore[union-attr]
         self._batch_timeout: float = timeout if timeout is not None else _BATCH_TIMEOUT
 
     def call(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> asyncio.Future[Any]:
         """Run ``script`` with ``keys`` and ``args`` in this turn's pipeline; await its result."""
+        self.calls[script.name] += 1
+        return self._queue(("EVALSHA", script.sha, len(keys), *keys, *args), keys[0], script)
+
+    def command(self, *command: Any) -> asyncio.Future[Any]:
+        """Send a command on one key (its second part) in this turn's pipeline; await its raw reply."""
+        self.calls[command[0].lower()] += 1
+        return self._queue(command, command[1], None)
+
+    def _queue(self, command: tuple[Any, ...], key: str, script: Script | None) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         done: asyncio.Future[Any] = loop.create_future()
-        self._queued.append(_Call(script, keys, args, done))
-        self.calls[script.name] += 1
+        self._queued.append(_Call(command, key, script, done))
         if not self._scheduled:
             # Send at once, unless the process is busy (the last pipeline, less than COALESCE ago, had
             # several calls): then when that much has passed, with everything called meanwhile. A quiet
@@ -165,7 +188,8 @@ class ScriptCalls:
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
             for script in {batch[i].script for i in missing}:
-                await self._load(script)
+                if script is not None:
+                    await self._load(script)
             retried = await self._pipeline([batch[i] for i in missing])
             for i, result in zip(missing, retried, strict=True):
                 results[i] = result
@@ -173,22 +197,59 @@ class ScriptCalls:
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         if not self.cluster:
-            return self._pair(await self._send_direct(batch))
+            return await self._send_direct(None, batch)
+        shards, slow = await self._shards(batch)
+        results: list[Any] = [None] * len(batch)
+
+        async def send(node: ClusterNode, indices: list[int]) -> None:
+            try:
+                replies = await self._send_direct(node, [batch[i] for i in indices])
+            except _UNREACHED:
+                slow.extend(indices)  # moved or failed over: the cluster client finds where it went
+                return
+            for i, reply in zip(indices, replies, strict=True):
+                if isinstance(reply, _REDIRECTED):
+                    slow.append(i)
+                else:
+                    results[i] = reply
+
+        await asyncio.gather(*(send(node, indices) for node, indices in shards.values()))
+        if slow:
+            for i, reply in zip(slow, await self._cluster_pipeline([batch[i] for i in slow]), strict=True):
+                results[i] = reply
+        return results
+
+    async def _shards(self, batch: list[_Call]) -> tuple[dict[str, tuple[ClusterNode, list[int]]], list[int]]:
+        """The batch's calls by the shard that serves their slot, and those of slots no shard serves now."""
+        nodes = self.redis.nodes_manager  # type: ignore[union-attr]
+        if not nodes.slots_cache:
+            await self.redis.initialize()
+        shards: dict[str, tuple[ClusterNode, list[int]]] = {}
+        unserved: list[int] = []
+        for i, call in enumerate(batch):
+            try:
+                node = nodes.get_node_from_slot(self.redis.keyslot(call.key))  # type: ignore[union-attr]
+            except RedisClusterException:  # a failover under way
+                unserved.append(i)
+            else:
+                shards.setdefault(node.name, (node, []))[1].append(i)
+        return shards, unserved
+
+    async def _cluster_pipeline(self, batch: list[_Call]) -> list[Any]:
+        """The batch through redis-py's ``ClusterPipeline``: slower, and it follows slots wherever they go."""
         if self.replicas:
             await self.redis.initialize()  # the map of slots, to send each WAIT to its call's shard
         pipe = self.redis.pipeline(transaction=False)
         for call in batch:
-            pipe.execute_command("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args)
+            pipe.execute_command(*call.command)
             if self.replicas:
                 # WAIT counts the writes of its own connection: the shard's, in the pipeline's batch for it.
-                target: dict[str, Any] = {}
-                if self.cluster:
-                    target["target_nodes"] = self.redis.get_node_from_key(call.keys[0])  # type: ignore[union-attr]
-                pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms, **target)
+                node = self.redis.get_node_from_key(call.key)  # type: ignore[union-attr]
+                pipe.execute_command("WAIT", self.replicas, self.replica_timeout_ms, target_nodes=node)
         return self._pair(await pipe.execute(raise_on_error=False))
 
     def _pair(self, replies: Sequence[Any]) -> list[Any]:
-        """Each call's result, from the replies of its script (and of its WAIT, with replicas)."""
+        """Each call's result, from the replies of its command (and of its WAIT, with replicas)."""
         if not self.replicas:
             return list(replies)
         return [
@@ -196,41 +257,45 @@ class ScriptCalls:
             for result, acknowledged in zip(replies[::2], replies[1::2], strict=True)
         ]
 
-    async def _send_direct(self, batch: list[_Call]) -> list[Any]:
-        """The batch's commands, written at once on a connection of the store's own; their replies.
+    async def _send_direct(self, node: ClusterNode | None, batch: list[_Call]) -> list[Any]:
+        """The batch's commands, written at once on a connection of the store's own (to ``node``, a
+        cluster's shard); their results.
 
-        The connection has no timeout per read: the whole batch has one, the client's ``socket_timeout``. A
-        connection that fails (a restarted server, say) is dropped and the batch sent once more on a new
-        one, as redis-py retries a command: every script of the store can run twice to the same effect.
+        The connection has no timeout per read: the whole batch has one, the client's ``socket_timeout``.
+        On a standalone Redis a connection that fails (a restarted server, say) is dropped and the batch
+        sent once more on a new one, as redis-py retries a command: every script of the store can run twice
+        to the same effect. On a cluster the caller sends it through the cluster client instead.
         """
-        commands = []
+        commands: list[tuple[Any, ...]] = []
         for call in batch:
-            commands.append(("EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args))
+            commands.append(call.command)
             if self.replicas:
                 commands.append(("WAIT", self.replicas, self.replica_timeout_ms))
+        name = "" if node is None else node.name
+        try:
+            replies = await self._exchange(node, commands)
+        except (RedisConnectionError, RedisTimeoutError):
+            # The server went away, or came back: every kept connection to it is stale, not just this one.
+            for connection in self._idle.get(name, []):
+                await connection.disconnect(nowait=True)
+            if node is not None:
+                raise
+            replies = await self._exchange(node, commands)
+        return self._pair(replies)
+
+    async def _exchange(self, node: ClusterNode | None, commands: list[tuple[Any, ...]]) -> list[Any]:
+        connection = self._connection(node)
         if _hiredis_pack is not None:
             payload = b"".join(_hiredis_pack(command) for command in commands)
         else:
-            if not self._idle:
-                self._idle.append(self._connect())
-            payload = b"".join(self._idle[-1].pack_commands(commands))
-        try:
-            return await self._exchange(payload, len(commands))
-        except (RedisConnectionError, RedisTimeoutError):
-            # The server went away, or came back: every kept connection is stale now, not just this one.
-            for connection in self._idle:
-                await connection.disconnect(nowait=True)
-            return await self._exchange(payload, len(commands))
-
-    async def _exchange(self, payload: bytes, count: int) -> list[Any]:
-        connection = self._idle.pop() if self._idle else self._connect()
+            payload = b"".join(connection.pack_commands(commands))
         replies: list[Any] = []
         try:
             async with asyncio.timeout(self._batch_timeout):
                 if not connection.is_connected:
                     await connection.connect()  # type: ignore[no-untyped-call] # redis-py's stubs
                 await connection.send_packed_command(payload, check_health=False)
-                for _ in range(count):
+                for _ in commands:
                     try:
                         replies.append(await connection.read_response())
                     except ResponseError as error:  # this command's error; the connection is fine
@@ -242,15 +307,21 @@ class ScriptCalls:
             await connection.disconnect(nowait=True)  # its replies are out of step; it reconnects on use
             raise
         finally:
-            self._idle.append(connection)
+            self._idle.setdefault("" if node is None else node.name, []).append(connection)
         return replies
 
-    def _connect(self) -> AbstractConnection:
-        """A connection of the store's own, as the client's pool makes them, less the timeout per read."""
-        pool = self.redis.connection_pool  # type: ignore[union-attr]
-        connection: AbstractConnection = pool.connection_class(
-            **{**pool.connection_kwargs, "socket_timeout": None}
-        )
+    def _connection(self, node: ClusterNode | None) -> AbstractConnection:
+        """An unused connection of the store's own (to ``node``, a cluster's shard), made as the client
+        makes them, less the timeout per read."""
+        idle = self._idle.get("" if node is None else node.name)
+        if idle:
+            return idle.pop()
+        if node is None:
+            pool = self.redis.connection_pool  # type: ignore[union-attr]
+            connection_class, kwargs = pool.connection_class, pool.connection_kwargs
+        else:
+            connection_class, kwargs = node.connection_class, node.connection_kwargs
+        connection: AbstractConnection = connection_class(**{**kwargs, "socket_timeout": None})
         self._held.append(connection)
         return connection
 
@@ -273,7 +344,7 @@ class ScriptCalls:
     async def close(self) -> None:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
-        held, self._held, self._idle = self._held, [], []
+        held, self._held, self._idle = self._held, [], {}
         for connection in held:
             with contextlib.suppress(RedisError, OSError):
                 await connection.disconnect()
