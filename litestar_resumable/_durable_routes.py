@@ -56,7 +56,7 @@ from litestar_resumable._durable import (
     sse_control,
     sse_data,
 )
-from litestar_resumable._errors import StoreUnavailableError
+from litestar_resumable._errors import StoreUnavailableError, StreamLimitError
 from litestar_resumable._ids import is_stream_id, new_stream_id
 from litestar_resumable._responses import owner_id, owner_of, scoped_key
 from litestar_resumable._store.base import (
@@ -305,11 +305,7 @@ class _Routes:
             raise ProtocolError(501, f"{type(self.store).__name__} does not keep durable streams")
         headers = request.headers
         content_type = headers.get("content-type")
-        ttl_text, expires_text = headers.get("stream-ttl"), headers.get("stream-expires-at")
-        if ttl_text is not None and expires_text is not None:
-            raise ProtocolError(400, "give Stream-TTL or Stream-Expires-At, not both")
-        ttl = None if ttl_text is None else parse_ttl(ttl_text)
-        expires_at = None if expires_text is None else parse_expires_at(expires_text)
+        ttl, expires_at = _expiry(headers)
         close = _flag(headers.get("stream-closed"))
         fork, source, data = await self._fork(headers, request)
         if source is not None:
@@ -334,6 +330,8 @@ class _Routes:
                 expires_at=expires_at,
                 fork=fork,
             )
+        except StreamLimitError as exc:  # a fork larger than the store copies
+            raise ProtocolError(413, str(exc)) from exc
         except ValueError as exc:  # the fork's source went meanwhile
             raise ProtocolError(409, str(exc)) from exc
         same = (
@@ -645,6 +643,15 @@ def _producer(headers: Mapping[str, str]) -> Producer | None:
         parse_producer_number("Producer-Epoch", epoch),
         parse_producer_number("Producer-Seq", seq),
     )
+
+
+def _expiry(headers: Mapping[str, str]) -> tuple[int | None, float | None]:
+    """A ``PUT``'s ``Stream-TTL`` or ``Stream-Expires-At`` (one at most)."""
+    ttl_text, expires_text = headers.get("stream-ttl"), headers.get("stream-expires-at")
+    if ttl_text is not None and expires_text is not None:
+        raise ProtocolError(400, "give Stream-TTL or Stream-Expires-At, not both")
+    ttl = None if ttl_text is None else parse_ttl(ttl_text)
+    return ttl, None if expires_text is None else parse_expires_at(expires_text)
 
 
 def _flag(value: str | None) -> bool:

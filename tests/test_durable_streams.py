@@ -22,7 +22,7 @@ from litestar import Litestar, Request, get
 
 from example_app.app import create_app
 from example_app.fake_model import answer_words
-from litestar_resumable import MemoryStreamStore, ResumablePlugin, StreamStore, resumable
+from litestar_resumable import MemoryStreamStore, RedisStreamStore, ResumablePlugin, StreamStore, resumable
 from litestar_resumable._ids import new_stream_id
 from litestar_resumable.durable_streams import durable_streams_router
 from litestar_resumable.testing import StoreContract
@@ -340,3 +340,21 @@ async def test_a_store_without_durable_streams_serves_resumable_streams_only() -
 async def test_the_store_contract_skips_its_durable_tests_for_a_store_without_them() -> None:
     with pytest.raises(pytest.skip.Exception, match="does not keep durable streams"):
         await StoreContract().make_durable(_StoreWithoutDurableStreams())
+
+
+async def test_a_fork_larger_than_the_redis_store_copies_is_413_and_leaves_no_trace(
+    redis_prefix: str,
+) -> None:
+    store = make_store("redis", redis_prefix)
+    assert isinstance(store, RedisStreamStore)
+    store.max_fork_bytes = 1000
+    try:
+        async with serve(_app(store)) as client:
+            await client.put("/v1/stream/big", content=b"x" * 1001, headers={"content-type": "text/plain"})
+            fork = await client.put("/v1/stream/copy", headers={"stream-forked-from": "/v1/stream/big"})
+            assert (fork.status_code, fork.text) == (413, "a fork copies 1000 bytes at most (max_fork_bytes)")
+            assert (await client.head("/v1/stream/copy")).status_code == 404
+            assert (await client.delete("/v1/stream/big")).status_code == 204
+            assert (await client.head("/v1/stream/big")).status_code == 404  # gone, not kept for a fork
+    finally:
+        await close_store(store)

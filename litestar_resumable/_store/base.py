@@ -345,7 +345,7 @@ class StreamStore(ABC):
         With ``fork``, the stream starts with a copy of the source's first ``fork.position`` events (at the
         same positions; ``data`` follows them), and the source counts it among its forks: deleting the
         source then keeps it, marked deleted, until its last fork is deleted. ``ValueError`` if the source
-        is gone, deleted, or shorter.
+        is gone, deleted, or shorter; :class:`StreamLimitError` if the copy is larger than the store takes.
         """
         raise NotImplementedError(f"{type(self).__name__} does not keep durable streams")
 

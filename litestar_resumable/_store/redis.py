@@ -22,8 +22,9 @@ hash tag, so a stream's keys share a slot; a keyed stream's tag is its key's, se
 Writes are Lua scripts shipped beside this module (with ``_redis_lib.lua`` prepended), so create + key
 claim, append + position + lease + expiry, and finish + key release are each atomic. Lease times come
 from Redis's own clock, so hosts need no clock agreement. Reads that may be large go through a script
-too, which stops at a byte budget. Script calls are sent together, one pipeline per turn of the event loop
-(``_redis_calls``); watching is in ``_redis_watch``, subscriptions in ``_redis_pubsub``.
+too, which stops at a byte budget. Script calls and the small reads (a meta hash, a key's holder) are
+sent together, one pipeline per turn of the event loop (``_redis_calls``); watching is in
+``_redis_watch``, subscriptions in ``_redis_pubsub``.
 
 A Redis Cluster works the same: every script touches one slot (a stream's keys, and for a keyed stream
 its key's entry, share the stream id's tag), and notifications use sharded Pub/Sub, so they reach the one
@@ -46,7 +47,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from litestar_resumable._errors import KeyConflictError, StoreUnavailableError, StreamExistsError
+from litestar_resumable._errors import (
+    KeyConflictError,
+    StoreUnavailableError,
+    StreamExistsError,
+    StreamLimitError,
+)
 from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus, terminal_data
 from litestar_resumable._ids import key_tag, stream_tag
 from litestar_resumable._store._redis_calls import Script, ScriptCalls
@@ -75,6 +81,7 @@ T = TypeVar("T")
 
 INFO_FIELDS = ("status", "last", "route", "key", "owner", "format", "hold")
 _READ_ALL = 1 << 62  # "no byte limit" for the read script
+_FORK_READ_BYTES = 1024 * 1024  # a fork copies its source's events a mebibyte per read
 
 
 def _script(name: str, *libs: str) -> Script:
@@ -217,6 +224,9 @@ class RedisStreamStore(StreamStore):
             setting promises, and what it costs.
         replica_timeout: Seconds a write waits for its replicas before it is retried.
     """
+
+    max_fork_bytes: int = 64 * 1024 * 1024
+    """The most bytes of a source's events a fork copies (the copy passes through this process once)."""
 
     def __init__(
         self,
@@ -410,18 +420,18 @@ class RedisStreamStore(StreamStore):
 
     async def last_position(self, stream_id: str) -> int:
         _, _, meta = self._names(stream_id)
-        last = await self.redis.hget(meta, "last")
+        last = await self._calls.command("HGET", meta, "last")
         return int(last) if last is not None else 0
 
     @_unavailable_on_error
     async def info(self, stream_id: str) -> StreamInfo | None:
         _, _, meta = self._names(stream_id)
-        fields = await self.redis.hmget(meta, list(INFO_FIELDS))
+        fields = await self._calls.command("HMGET", meta, *INFO_FIELDS)
         return self._info(stream_id, fields)
 
     @_unavailable_on_error
     async def key_holder(self, key: str) -> str | None:
-        value = await self.redis.get(f"{self.key_prefix}:{{{key_tag(key)}}}:key:{key}")
+        value = await self._calls.command("GET", f"{self.key_prefix}:{{{key_tag(key)}}}:key:{key}")
         return None if value is None else _text(value)
 
     # -- counters (shared limits) --
@@ -523,12 +533,18 @@ class RedisStreamStore(StreamStore):
         return None if _text(outcome) != "ok" else (int(forks), _text(deleted) == "1")
 
     async def _events_up_to(self, stream_id: str, position: int) -> list[StreamEvent]:
+        """The first ``position`` events of a fork's source, read a mebibyte at a time, at most
+        :attr:`max_fork_bytes` in all (:class:`StreamLimitError` past it)."""
         events: list[StreamEvent] = []
+        copied = 0
         while len(events) < position:
-            batch, _ = await self.read(stream_id, len(events), position - len(events), _READ_ALL)
+            batch, _ = await self.read(stream_id, len(events), position - len(events), _FORK_READ_BYTES)
             batch = [event for event in batch if not event.is_terminal and event.position <= position]
             if not batch:
                 raise ValueError(f"the fork's source {stream_id} has fewer than {position} events")
+            copied += sum(event.nbytes for event in batch)
+            if copied > self.max_fork_bytes:
+                raise StreamLimitError(f"a fork copies {self.max_fork_bytes} bytes at most (max_fork_bytes)")
             events.extend(batch)
         return events
 
