@@ -142,3 +142,41 @@ async def test_a_master_killed_mid_stream_loses_nothing_readers_saw(
         reader_endings=[f"{status} after {count} events" for status, count in finals],
         replay=f"{replay.events[-1].status} after {len(replay.events) - 1} events",
     )
+
+
+async def test_many_concurrent_calls_wait_for_connections_instead_of_failing(redis_cluster, key_prefix):
+    # Regression: every info(), key_holder() and position read took a cluster connection of its own, and
+    # past the client's max_connections per node redis-py raised MaxConnectionsError, which the store
+    # reported as Redis out of reach (followers fell back to polling, or ended). Now they share the store's
+    # pipelines: 1,500 calls at once on a client allowed 1 connection per node all answer.
+    from litestar_resumable import RedisStreamStore  # noqa: PLC0415
+    from litestar_resumable._ids import new_stream_id  # noqa: PLC0415
+
+    store = RedisStreamStore.from_url(
+        redis_cluster.url, cluster=True, key_prefix=key_prefix, max_connections=2
+    )
+    try:
+        keys = [f"chat-{i}" for i in range(500)]
+        ids = [new_stream_id(key) for key in keys]
+        await within(
+            asyncio.gather(
+                *(store.create(s, route="r", lease=30, ttl=60, key=k) for k, s in zip(keys, ids, strict=True))
+            )
+        )
+        infos, holders, positions = await within(
+            asyncio.gather(
+                asyncio.gather(*(store.info(s) for s in ids)),
+                asyncio.gather(*(store.key_holder(key) for key in keys)),
+                asyncio.gather(*(store.last_position(s) for s in ids)),
+            )
+        )
+        assert [info.stream_id for info in infos if info is not None] == ids
+        assert holders == ids
+        assert positions == [0] * 500
+        # They went in the store's shared pipelines, not a connection and a round trip each.
+        calls = store._calls.calls
+        assert (calls["hmget"], calls["get"], calls["hget"]) == (500, 500, 500)
+        assert store._calls.pipelines < 1500
+    finally:
+        await store.close()
+        delete_cluster_prefix(redis_cluster, key_prefix)
