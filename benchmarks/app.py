@@ -4,7 +4,11 @@
 - ``BENCH_REDIS_URL`` and ``BENCH_KEY_PREFIX``: the Redis store's URL and this run's own key prefix;
 - ``BENCH_REDIS_CLUSTER=1``: the URL names a node of a Redis Cluster (``from_url(url, cluster=True)``);
 - ``BENCH_REPLICAS``: the store's ``replicas`` (a write counts once that many replicas have it; 0 default);
-- ``BENCH_TTL``: seconds an ended stream stays readable (short, so a crashed run leaves little behind).
+- ``BENCH_TTL``: seconds an ended stream stays readable (short, so a crashed run leaves little behind);
+- ``BENCH_OBSERVE=1``: metrics and tracing on (``metrics=True`` on prometheus-client's default registry,
+  ``tracing=`` an OpenTelemetry SDK ``TracerProvider`` whose ``BatchSpanProcessor`` hands every span to an
+  exporter that counts and drops it: what an app pays, less its collector's network); ``GET /bench/observed``
+  answers what they recorded, so a run can show that they were on.
 
 With the Redis store, ``GET /bench/redis-calls`` answers what this process has sent to Redis, as one
 flat mapping of counters:
@@ -89,6 +93,30 @@ def redis_counters(store: RedisStreamStore) -> dict[str, int]:
 
 
 STORE: list[StreamStore] = []
+SPANS: Counter[str] = Counter()
+PROVIDERS: list[Any] = []
+
+
+def _observe() -> dict[str, Any]:
+    """The plugin's ``metrics=`` and ``tracing=`` with ``BENCH_OBSERVE=1``; none otherwise."""
+    if os.environ.get("BENCH_OBSERVE") != "1":
+        return {}
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415 - an observed server only
+    from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
+        BatchSpanProcessor,
+        SpanExporter,
+        SpanExportResult,
+    )
+
+    class Dropped(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            SPANS["exported"] += len(spans)
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped()))
+    PROVIDERS.append(provider)
+    return {"metrics": True, "tracing": provider}
 
 
 def _store() -> StreamStore:
@@ -177,6 +205,23 @@ def pool() -> dict[str, Any]:
     }
 
 
+@get("/bench/observed", sync_to_thread=False)
+def observed() -> dict[str, float]:
+    """With ``BENCH_OBSERVE=1``: events and generations the metrics counted, spans the tracer exported."""
+    if os.environ.get("BENCH_OBSERVE") != "1":
+        return {}
+    from prometheus_client import REGISTRY  # noqa: PLC0415 - an observed server only
+
+    for provider in PROVIDERS:
+        provider.force_flush()  # the spans the batch processor holds: counted as exported
+    totals: Counter[str] = Counter()
+    for metric in REGISTRY.collect():
+        for sample in metric.samples:
+            if sample.name in {"resumable_events_total", "resumable_generations_ended_total"}:
+                totals[sample.name] += sample.value
+    return {**totals, "spans_exported": SPANS["exported"]}
+
+
 @get("/plain")
 async def plain(
     n: int = 1000, rate: float = 0.0, size: int = 16, delay: float = 0.0, hold: float = 0.0
@@ -222,11 +267,15 @@ except ImportError:  # an earlier version: its options were keyword parameters o
 _limits = {k: v for k, v in _LIMITS.items() if k in _OPTIONS}
 
 app = Litestar(
-    [pid, noop, redis_calls, pool, plain, tee],
+    [pid, noop, redis_calls, pool, observed, plain, tee],
     **_profiled(),
     plugins=[
         ResumablePlugin(
-            _store(), ttl=float(os.environ.get("BENCH_TTL", "600")), shutdown_grace=1.0, **_limits
+            _store(),
+            ttl=float(os.environ.get("BENCH_TTL", "600")),
+            shutdown_grace=1.0,
+            **_limits,
+            **_observe(),
         )
     ],
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from benchmarks import observability
 from benchmarks.harness import REDIS_SERVER
 from benchmarks.scenarios import VARIANTS
 
@@ -61,6 +62,7 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         *_peer_goals(results),
         *_cluster_goals(results),
         *_rehearsal_goal(results),
+        *(_goal(goal, measured, met=met) for goal, measured, met in observability.goals(results)),
     ]
 
 
@@ -357,7 +359,10 @@ def markdown(results: dict[str, Any]) -> str:
     lines += _fanout_section(results.get("fanout", {}))
     lines += _cluster_section(results.get("cluster", {}))
     lines += _rehearsal_section(results.get("rehearsal", {}))
-    for name in ("large", "tee", "concurrency", "redis_cost", "resume", "fanout", "cluster", "rehearsal"):
+    if "stores" in results.get("observability", {}):
+        lines += ["## Observability cost", "", *observability.section(results).splitlines()[1:-1], ""]
+    names = ("large", "tee", "concurrency", "redis_cost", "resume", "fanout", "cluster", "rehearsal")
+    for name in (*names, "observability"):
         if "error" in results.get(name, {}):
             lines += [f"**{name} failed**: `{results[name]['error']}`", ""]
     return "\n".join(lines)

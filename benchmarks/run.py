@@ -21,12 +21,17 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cluster, readme, report, scaling
+from benchmarks import cluster, observability, readme, report, scaling
 from benchmarks.harness import BENCH_DIR, ROOT, OtherLoad, ServerConfig, background_load, redis_probe
 from benchmarks.scenarios import FULL, QUICK, Context, Params, PeerStatus, prepare_peer
 from benchmarks.scenarios import SCENARIOS as STANDALONE
 
-SCENARIOS = {**STANDALONE, "cluster": cluster.cluster, "rehearsal": cluster.rehearsal}
+SCENARIOS = {
+    **STANDALONE,
+    "cluster": cluster.cluster,
+    "rehearsal": cluster.rehearsal,
+    "observability": observability.observability,
+}
 
 DEFAULT_OUT = BENCH_DIR / "results"
 
@@ -165,5 +170,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.out.resolve() == DEFAULT_OUT.resolve():
         readme.update(ROOT / "README.md", results)
         scaling.update(ROOT / "docs" / "scaling.md", results)
-        print("updated README.md's performance table and docs/scaling.md's figures")
+        observability.update(ROOT / "docs" / "observability.md", results)
+        print("updated README.md's performance table, docs/scaling.md's and docs/observability.md's figures")
     sys.exit(0)

@@ -84,6 +84,8 @@ class Params:
     rehearsal_ramp: float = 40.0
     rehearsal_settle: float = 3.0
     rehearsal_window: float = 8.0
+    observe_streams: int = 500
+    observe_repeats: int = 4
 
 
 QUICK = Params(
@@ -130,6 +132,7 @@ FULL = Params(
     cluster_tee_repeats=5,
     rehearsal_ramp=60.0,
     rehearsal_window=20.0,
+    observe_repeats=5,
 )
 
 

@@ -152,27 +152,30 @@ def _rendered(stream_format: StreamFormat, stream_id: str, events: list[StreamEv
 async def _read(
     store: StreamStore, stream_id: str, cursor: int, options: StreamOptions, observer: Observer
 ) -> list[StreamEvent]:
-    """Events after ``cursor``; a store out of reach is retried for ``store_retry_for`` seconds."""
+    """Events after ``cursor``; a store out of reach is retried for ``store_retry_for`` seconds. With
+    metrics on, each call is timed (inline on the first try: a read per batch per follower is hot)."""
     read = functools.partial(
         store.read_after, stream_id, cursor, limit=READ_BATCH, max_bytes=options.max_read_bytes
     )
-    if observer.timing:
-        try:
-            return await timed(observer, "read", read())
-        except StoreUnavailableError:
-            events: list[StreamEvent] = await retrying(
-                lambda: timed(observer, "read", read()),
-                options.store_retry_for,
-                f"reading stream {stream_id}",
-            )
-            return events
+    timing = observer.timing
+    started = time.perf_counter() if timing else 0.0
     try:
-        return await read()
-    except StoreUnavailableError:
+        events = await read()
+    except StoreUnavailableError as exc:
+        if timing:
+            observer.store_failed("read", started, exc)
+        again = (lambda: timed(observer, "read", read())) if timing else read
         retried: list[StreamEvent] = await retrying(
-            read, options.store_retry_for, f"reading stream {stream_id}"
+            again, options.store_retry_for, f"reading stream {stream_id}"
         )
         return retried
+    except BaseException as exc:
+        if timing:
+            observer.store_failed("read", started, exc)
+        raise
+    if timing:
+        observer.store_call("read", started)
+    return events
 
 
 async def _check(

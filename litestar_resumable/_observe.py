@@ -177,7 +177,7 @@ def _metrics_on(registry: Any) -> _Metrics:
 class Generation:
     """One generation as observed: its route, its start, its span."""
 
-    __slots__ = ("_observer", "_running", "_span", "route", "started_at", "stream_id")
+    __slots__ = ("_bytes", "_events", "_observer", "_running", "_span", "route", "started_at", "stream_id")
 
     def __init__(self, observer: Observer, stream_id: str, route: str) -> None:
         self._observer = observer
@@ -187,9 +187,13 @@ class Generation:
         self._span: Any = None
         self._running = True
         metrics = observer.metrics
+        self._events: Any = None
+        self._bytes: Any = None
         if metrics is not None:
             metrics.child(metrics.started, route).inc()
             metrics.child(metrics.running, route).inc()
+            self._events = metrics.child(metrics.events, route)  # the per-batch counters, looked up once
+            self._bytes = metrics.child(metrics.event_bytes, route)
         if observer.tracer is not None:
             self._span = observer.start_span(stream_id, route)
         _log(logging.INFO, "generation started", stream_id, route=route)
@@ -204,10 +208,9 @@ class Generation:
         return lambda: context.detach(token)
 
     def stored(self, events: int, nbytes: int) -> None:
-        metrics = self._observer.metrics
-        if metrics is not None:
-            metrics.child(metrics.events, self.route).inc(events)
-            metrics.child(metrics.event_bytes, self.route).inc(nbytes)
+        if self._events is not None:
+            self._events.inc(events)
+            self._bytes.inc(nbytes)
 
     def step(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
         """A lifecycle step of the generation: a span event and a log line."""
@@ -305,6 +308,7 @@ class Observer:
     def __init__(self, metrics: _Metrics | None = None, tracer: Any = None) -> None:
         self.metrics = metrics
         self.tracer = tracer
+        self._store_seconds: dict[str, Any] = {}  # operation -> its histogram child (a call per batch)
 
     @property
     def timing(self) -> bool:
@@ -358,7 +362,10 @@ class Observer:
         """A store call that began at ``started`` (``time.perf_counter()``) has returned, or failed."""
         metrics = self.metrics
         if metrics is not None:
-            metrics.child(metrics.store_seconds, operation).observe(time.perf_counter() - started)
+            seconds = self._store_seconds.get(operation)
+            if seconds is None:
+                seconds = self._store_seconds[operation] = metrics.child(metrics.store_seconds, operation)
+            seconds.observe(time.perf_counter() - started)
             if failed:
                 metrics.child(metrics.store_errors, operation).inc()
 
