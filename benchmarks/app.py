@@ -7,8 +7,9 @@
 - ``BENCH_TTL``: seconds an ended stream stays readable (short, so a crashed run leaves little behind);
 - ``BENCH_OBSERVE=1``: metrics and tracing on (``metrics=True`` on prometheus-client's default registry,
   ``tracing=`` an OpenTelemetry SDK ``TracerProvider`` whose ``BatchSpanProcessor`` hands every span to an
-  exporter that counts and drops it: what an app pays, less its collector's network); ``GET /bench/observed``
-  answers what they recorded, so a run can show that they were on.
+  exporter that counts and drops it: what an app pays, less its collector's network); ``metrics`` or
+  ``tracing``: only that one (to tell their costs apart by hand). ``GET /bench/observed`` answers what
+  they recorded, so a run can show that they were on.
 
 With the Redis store, ``GET /bench/redis-calls`` answers what this process has sent to Redis, as one
 flat mapping of counters:
@@ -99,7 +100,10 @@ PROVIDERS: list[Any] = []
 
 def _observe() -> dict[str, Any]:
     """The plugin's ``metrics=`` and ``tracing=`` with ``BENCH_OBSERVE=1``; none otherwise."""
-    if os.environ.get("BENCH_OBSERVE") != "1":
+    observe = os.environ.get("BENCH_OBSERVE")
+    if observe == "metrics":
+        return {"metrics": True}
+    if observe != "1" and observe != "tracing":
         return {}
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415 - an observed server only
     from opentelemetry.sdk.trace.export import (  # noqa: PLC0415
@@ -116,7 +120,7 @@ def _observe() -> dict[str, Any]:
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(Dropped()))
     PROVIDERS.append(provider)
-    return {"metrics": True, "tracing": provider}
+    return {"metrics": observe == "1", "tracing": provider}
 
 
 def _store() -> StreamStore:
@@ -208,7 +212,7 @@ def pool() -> dict[str, Any]:
 @get("/bench/observed", sync_to_thread=False)
 def observed() -> dict[str, float]:
     """With ``BENCH_OBSERVE=1``: events and generations the metrics counted, spans the tracer exported."""
-    if os.environ.get("BENCH_OBSERVE") != "1":
+    if not os.environ.get("BENCH_OBSERVE"):
         return {}
     from prometheus_client import REGISTRY  # noqa: PLC0415 - an observed server only
 

@@ -159,6 +159,9 @@ async def _profile(args: argparse.Namespace, extra: dict[str, str]) -> None:
         name += f"-cluster-replicas{args.replicas}"
     prefix = f"bench-profile-{uuid.uuid4().hex[:8]}"
     env = {"BENCH_STORE": args.store, "BENCH_KEY_PREFIX": prefix, **extra}
+    if args.observe:
+        env["BENCH_OBSERVE"] = "1"
+        name += "-observed"
     if args.tool == "pyinstrument":
         env["BENCH_PYINSTRUMENT"] = str(PROFILES / name)
     server = Server("profiled", env=env, config=ServerConfig(http=args.http, loop=args.loop))
@@ -200,6 +203,7 @@ def main() -> None:
     parser.add_argument("--tool", choices=["py-spy", "pyinstrument"], default="py-spy")
     parser.add_argument("--cluster", action="store_true", help="the Redis store on a local Redis Cluster")
     parser.add_argument("--replicas", type=int, default=0, help="the store's replicas (with --cluster)")
+    parser.add_argument("--observe", action="store_true", help="metrics and tracing on (BENCH_OBSERVE=1)")
     parser.add_argument("--http", default="httptools")
     parser.add_argument("--loop", default="uvloop")
     asyncio.run(main_async(parser.parse_args()))
