@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from litestar_resumable._durable import EXPOSED_HEADERS
-from litestar_resumable._durable_routes import DurableSettings
+from litestar_resumable._durable_http import DurableSettings
 from litestar_resumable._durable_routes import durable_streams_router as _router
 
 if TYPE_CHECKING:
