@@ -103,7 +103,7 @@ def _observe() -> dict[str, Any]:
     observe = os.environ.get("BENCH_OBSERVE")
     if observe == "metrics":
         return {"metrics": True}
-    if observe != "1" and observe != "tracing":
+    if observe not in {"1", "tracing"}:
         return {}
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415 - an observed server only
     from opentelemetry.sdk.trace.export import (  # noqa: PLC0415

@@ -19,7 +19,7 @@ from litestar_resumable._errors import (
 )
 from litestar_resumable._events import StreamEvent, StreamInfo, StreamStatus, TerminalStatus
 from litestar_resumable._format import ItemEncoder, StreamFormat
-from litestar_resumable._observe import GenerationEnd
+from litestar_resumable._generation_end import GenerationEnd
 from litestar_resumable._options import RouteOptions, StreamOptions
 from litestar_resumable._plugin import ResumablePlugin
 from litestar_resumable._route import resumable

@@ -4,13 +4,14 @@ One :class:`Observer` per configuration (``metrics=``, ``tracing=``) is shared b
 and followers, and by writers in job-queue workers. Every call site tells it what happened (a generation
 started, a batch was stored, a follower opened, a store call took so long) and it updates whatever is on:
 
-- metrics (``prometheus-client``, the ``metrics`` extra) on the default registry, or the one passed, so that
-  Litestar's ``PrometheusController`` exposes them with no route of ours. Label children are kept per
-  label value, so the per-batch calls of the hot path cost a dict lookup and an increment;
-- a span per generation (``opentelemetry-api``, the ``otel`` extra), from its start to its terminal event, a
-  new trace linked to the span that was current when it started (the request's, under Litestar's
-  OpenTelemetry plugin; a job's, in a worker). It is current in the producer's task, so the model's own
-  spans (an instrumented OpenAI client, say) are its children;
+- metrics (``prometheus-client``, the ``metrics`` extra; the collectors are ``_metrics``'s) on the default
+  registry, or the one passed, so that Litestar's ``PrometheusController`` exposes them with no route of
+  ours. Label children are kept per label value, so the per-batch calls of the hot path cost a dict lookup
+  and an increment;
+- a span per generation (``opentelemetry-api``, the ``otel`` extra; made by ``_spans``), from its start to
+  its terminal event, a new trace linked to the span that was current when it started (the request's,
+  under Litestar's OpenTelemetry plugin; a job's, in a worker). It is current in the producer's task, so
+  the model's own spans (an instrumented OpenAI client, say) are its children;
 - one log line per lifecycle step on the ``litestar_resumable`` logger, with the stream id in the message
   and as ``extra`` fields (``stream_id``, ``route``, ``step``, ...) for structured formatters; none per event.
 
@@ -25,19 +26,20 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from litestar_resumable._errors import KeyConflictError, StreamExistsError
+from litestar_resumable._metrics import metrics_on
+from litestar_resumable._spans import activate, end_span, start_span, tracer_for
 
 if TYPE_CHECKING:
-    from litestar_resumable._events import StreamInfo, TerminalStatus
+    from litestar_resumable._generation_end import GenerationEnd
+    from litestar_resumable._metrics import Metrics
     from litestar_resumable._options import GenerationHook
 
 __all__ = (
     "NO_OBSERVER",
     "Generation",
-    "GenerationEnd",
     "Observer",
     "ResumeKind",
     "call_hook",
@@ -54,124 +56,6 @@ StoreOperation = Literal["create", "append", "read", "finish"]
 ResumeKind = Literal["last_event_id", "replay", "after_end"]
 
 _ANSWERS = (KeyConflictError, StreamExistsError)  # store replies, not store failures
-
-_STORE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-_FIRST_EVENT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-
-@dataclass(frozen=True, kw_only=True)
-class GenerationEnd:
-    """A generation's end, as its ``on_generation_end`` hook gets it: who, how, and what it cost."""
-
-    stream_id: str
-    route: str
-    """The route's id, as ``StreamInfo.route`` (``-`` for streams opened with ``open_stream``)."""
-    status: TerminalStatus
-    """How it ended: the stream's terminal status as the store has it (as written, if the store was out
-    of reach at the end)."""
-    message: str | None
-    """The terminal event's message, if it has one."""
-    events: int
-    """Events this writer stored (the terminal one not counted)."""
-    bytes: int
-    """UTF-8 bytes of those events' data."""
-    duration: float
-    """Seconds from the start of writing to the end."""
-    owner: str | None
-    key: str | None
-    """The route's key, scoped by owner as the store keeps it (``StreamInfo.key``)."""
-    info: StreamInfo | None
-    """The stream as the store has it after the end; None if the store was out of reach."""
-
-
-class _Metrics:
-    """The library's Prometheus collectors on one registry."""
-
-    def __init__(self, registry: Any) -> None:
-        from prometheus_client import Counter, Gauge, Histogram  # noqa: PLC0415 - the optional extra
-
-        self.started = Counter(
-            "resumable_generations_started",
-            "Generations started by this process (producers and writers).",
-            ["route"],
-            registry=registry,
-        )
-        self.ended = Counter(
-            "resumable_generations_ended",
-            "Generations ended by this process, by terminal status.",
-            ["route", "status"],
-            registry=registry,
-        )
-        # livesum: in prometheus-client's multiprocess mode, one series summed over the live processes
-        # (as Litestar's own middleware does); a process that died counts until mark_process_dead(pid).
-        self.running = Gauge(
-            "resumable_generations_running",
-            "Generations this process is producing or writing now.",
-            ["route"],
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.followers = Gauge(
-            "resumable_followers",
-            "Open SSE responses of streams in this process.",
-            ["route"],
-            registry=registry,
-            multiprocess_mode="livesum",
-        )
-        self.resumes = Counter(
-            "resumable_resumes",
-            "Requests that resumed a stream: after a Last-Event-ID, from the start, or after its end.",
-            ["route", "kind"],
-            registry=registry,
-        )
-        self.events = Counter(
-            "resumable_events", "Events stored by this process.", ["route"], registry=registry
-        )
-        self.event_bytes = Counter(
-            "resumable_event_bytes",
-            "UTF-8 bytes of the data of the events stored by this process.",
-            ["route"],
-            registry=registry,
-        )
-        self.store_errors = Counter(
-            "resumable_store_errors", "Store calls that failed.", ["operation"], registry=registry
-        )
-        self.store_seconds = Histogram(
-            "resumable_store_seconds",
-            "Seconds store calls took.",
-            ["operation"],
-            buckets=_STORE_BUCKETS,
-            registry=registry,
-        )
-        self.first_event = Histogram(
-            "resumable_time_to_first_event_seconds",
-            "Seconds from a request to the first event its SSE response wrote.",
-            ["route"],
-            buckets=_FIRST_EVENT_BUCKETS,
-            registry=registry,
-        )
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-
-    def child(self, collector: Any, *labels: str) -> Any:
-        key = (id(collector), labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = collector.labels(*labels)
-        return child
-
-
-_METRICS: dict[int, tuple[Any, _Metrics]] = {}  # id(registry) -> (registry, its collectors)
-
-
-def _metrics_on(registry: Any) -> _Metrics:
-    if registry is None:
-        from prometheus_client import REGISTRY  # noqa: PLC0415 - the optional extra
-
-        registry = REGISTRY
-    known = _METRICS.get(id(registry))
-    if known is None or known[0] is not registry:
-        known = _METRICS[id(registry)] = (registry, _Metrics(registry))
-    return known[1]
 
 
 class Generation:
@@ -195,17 +79,14 @@ class Generation:
             self._events = metrics.child(metrics.events, route)  # the per-batch counters, looked up once
             self._bytes = metrics.child(metrics.event_bytes, route)
         if observer.tracer is not None:
-            self._span = observer.start_span(stream_id, route)
+            self._span = start_span(observer.tracer, stream_id, route)
         _log(logging.INFO, "generation started", stream_id, route=route)
 
     def activate(self) -> Callable[[], None]:
         """Make the span current in this task (its children: the model's spans); returns the undo."""
         if self._span is None:
             return _nothing
-        from opentelemetry import context, trace  # noqa: PLC0415 - the optional extra
-
-        token = context.attach(trace.set_span_in_context(self._span))
-        return lambda: context.detach(token)
+        return activate(self._span)
 
     def stored(self, events: int, nbytes: int) -> None:
         if self._events is not None:
@@ -238,7 +119,7 @@ class Generation:
             metrics.child(metrics.running, self.route).dec()
             metrics.child(metrics.ended, self.route, end.status).inc()
         if self._span is not None:
-            self._observer.end_span(self._span, end)
+            end_span(self._span, end)
         _log(
             logging.INFO,
             "generation ended",
@@ -305,7 +186,7 @@ async def timed(observer: Observer, operation: StoreOperation, call: Awaitable[T
 class Observer:
     """Metrics and spans, each on or off; logs always. See the module's documentation."""
 
-    def __init__(self, metrics: _Metrics | None = None, tracer: Any = None) -> None:
+    def __init__(self, metrics: Metrics | None = None, tracer: Any = None) -> None:
         self.metrics = metrics
         self.tracer = tracer
         self._store_seconds: dict[str, Any] = {}  # operation -> its histogram child (a call per batch)
@@ -369,37 +250,6 @@ class Observer:
             if failed:
                 metrics.child(metrics.store_errors, operation).inc()
 
-    # -- spans --
-
-    def start_span(self, stream_id: str, route: str) -> Any:
-        from opentelemetry import context, trace  # noqa: PLC0415 - the optional extra
-
-        current = trace.get_current_span().get_span_context()
-        links = [trace.Link(current)] if current.is_valid else []
-        return self.tracer.start_span(
-            "resumable generation",
-            context=context.Context(),  # a trace of its own: the generation outlives the request
-            kind=trace.SpanKind.INTERNAL,
-            links=links,
-            attributes={"resumable.stream_id": stream_id, "resumable.route": route},
-        )
-
-    @staticmethod
-    def end_span(span: Any, end: GenerationEnd) -> None:
-        from opentelemetry.trace import Status, StatusCode  # noqa: PLC0415 - the optional extra
-
-        span.set_attributes(
-            {
-                "resumable.status": end.status,
-                "resumable.events": end.events,
-                "resumable.bytes": end.bytes,
-                **({"resumable.owner": end.owner} if end.owner is not None else {}),
-            }
-        )
-        if end.status in ("error", "interrupted"):
-            span.set_status(Status(StatusCode.ERROR, end.message or end.status))
-        span.end()
-
 
 NO_OBSERVER = Observer()
 """Logs only: what a writer or plugin without ``metrics=`` or ``tracing=`` uses."""
@@ -419,15 +269,8 @@ def observer_for(*, metrics: Any = False, tracing: Any = False) -> Observer:
     known = _OBSERVERS.get(key)
     if known is not None and known[0] is metrics and known[1] is tracing:
         return known[2]
-    collectors = None if metrics is False else _metrics_on(None if metrics is True else metrics)
-    tracer = None
-    if tracing is not False:
-        from opentelemetry import trace  # noqa: PLC0415 - the optional extra
-
-        from litestar_resumable import __name__ as package  # noqa: PLC0415
-
-        provider = trace.get_tracer_provider() if tracing is True else tracing
-        tracer = provider.get_tracer(package)
+    collectors = None if metrics is False else metrics_on(None if metrics is True else metrics)
+    tracer = None if tracing is False else tracer_for(tracing)
     observer = Observer(collectors, tracer)
     _OBSERVERS[key] = (metrics, tracing, observer)
     return observer

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypedDict
 from litestar import Request
 
 from litestar_resumable._format import StreamFormat
-from litestar_resumable._observe import GenerationEnd
+from litestar_resumable._generation_end import GenerationEnd
 
 __all__ = ("ConflictPolicy", "GenerationHook", "OwnerFunction", "RouteOptions", "StreamOptions")
 

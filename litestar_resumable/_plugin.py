@@ -1,66 +1,51 @@
-"""``ResumablePlugin``: wires resumable routes into a Litestar app.
+"""``ResumablePlugin``: wires resumable routes into a Litestar app, and the public methods.
 
 At startup it reads every ``@resumable`` route's options, makes the route's dependencies with ``yield``
-ones a generation can take over (``_handoff``), and adds the resume and cancel routes. Per request, a
-``@resumable`` route function calls :meth:`ResumablePlugin.serve`, which either resumes (the request names
-a position: ``Last-Event-ID`` or ``last_event_id``) or starts a generation (``_generations``); either way
-the answer is a follower of the stream (``_follow``), so the first request, a reconnect and a viewer on
-another worker read the same stored events the same way.
+ones a generation can take over (``_handoff``), and adds the resume and cancel routes (``_resume_routes``).
+Per request, a ``@resumable`` route function calls :meth:`ResumablePlugin.serve`, which the plugin's
+:class:`StreamServer` (``_serving``) answers: it resumes or starts a generation, and either way follows
+the stream.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from typing import TYPE_CHECKING, Any, Unpack
 
-from litestar import Request, Response, Router, delete, get
 from litestar.di import Provide
-from litestar.exceptions import (
-    ClientException,
-    HTTPException,
-    ImproperlyConfiguredException,
-    NotFoundException,
-)
+from litestar.exceptions import ImproperlyConfiguredException
 from litestar.plugins import InitPlugin, ReceiveRoutePlugin
 from litestar.routes import HTTPRoute
-from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_409_CONFLICT
 from litestar.types import Empty
 
 from litestar_resumable._errors import KeyConflictError, StoreUnavailableError
 from litestar_resumable._events import OPENED_ROUTE
-from litestar_resumable._follow import sse_response
-from litestar_resumable._format import StreamFormat, format_named
+from litestar_resumable._format import StreamFormat
 from litestar_resumable._generations import Generations
 from litestar_resumable._handoff import Handoff, defer
 from litestar_resumable._ids import is_stream_id, new_stream_id
 from litestar_resumable._limits import Limits, SharedLimits, WorkerLimits
-from litestar_resumable._observe import ResumeKind, observer_for, timed
+from litestar_resumable._observe import observer_for, timed
 from litestar_resumable._options import RouteOptions, StreamOptions
-from litestar_resumable._responses import (
-    checked_event_id,
-    owner_id,
-    owner_of,
-    plain_response,
-    resume_position,
-    scoped_key,
-    store_unavailable,
-)
+from litestar_resumable._responses import owner_id, scoped_key, store_unavailable
+from litestar_resumable._resume_routes import resume_router
 from litestar_resumable._route import spec_of
-from litestar_resumable._spec import PLUGIN_PARAMETER, RouteSpec
+from litestar_resumable._serving import StreamServer, key_conflict
+from litestar_resumable._spec import PLUGIN_PARAMETER
 from litestar_resumable._store.memory import MemoryStreamStore
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
-    from litestar import Litestar
+    from litestar import Litestar, Request, Response
     from litestar.config.app import AppConfig
     from litestar.handlers import HTTPRouteHandler
     from litestar.routes import BaseRoute
     from litestar.types import Guard
 
     from litestar_resumable._events import StreamInfo
+    from litestar_resumable._spec import RouteSpec
     from litestar_resumable._store.base import StreamStore
 
 __all__ = ("ResumablePlugin",)
@@ -130,10 +115,14 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         )
         self.route_prefix = "/" + route_prefix.strip("/")
         self.guards = list(guards or [])
-        self._routes: dict[str, StreamOptions] = {}
-        self._formats: dict[str, StreamFormat] = {}
-        for stream_format in (self.defaults.format, StreamFormat(), *formats):
-            self._formats.setdefault(stream_format.name, stream_format)
+        self._server = StreamServer(
+            self.store,
+            generations=self.generations,
+            limits=self.limits,
+            observer=self.observer,
+            defaults=self.defaults,
+            formats=formats,
+        )
 
     # -- wiring into Litestar --
 
@@ -141,7 +130,14 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         app_config.lifespan.append(self._lifespan)
         app_config.exception_handlers.setdefault(StoreUnavailableError, store_unavailable)
         app_config.dependencies[PLUGIN_PARAMETER] = Provide(lambda: Handoff(self), sync_to_thread=False)
-        app_config.route_handlers.append(self._router())
+        app_config.route_handlers.append(
+            resume_router(
+                self._server,
+                lambda stream_id, owner: self.cancel(stream_id, owner=owner),
+                prefix=self.route_prefix,
+                guards=self.guards,
+            )
+        )
         return app_config
 
     def receive_route(self, route: BaseRoute) -> None:
@@ -155,34 +151,8 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
                 options = self.defaults.merged(spec.overrides)
             except (TypeError, ValueError) as exc:
                 raise ImproperlyConfiguredException(f"@resumable on {spec.route_id}: {exc}") from exc
-            self._routes[spec.route_id] = options
-            self._formats.setdefault(options.format.name, options.format)
+            self._server.add_route(spec.route_id, options)
             _defer_cleanups(route, handler)
-
-    def _router(self) -> Router:
-        plugin = self
-
-        @get("/streams/{stream_id:str}", name="litestar_resumable:resume")
-        async def resume_stream(stream_id: str, request: Request[Any, Any, Any]) -> Response[Any]:
-            """Replay a stream from the start or from ``Last-Event-ID``, then follow it live."""
-            requested_at = time.perf_counter()
-            owner = await plugin._requester(stream_id, request)
-            position = resume_position(request)
-            after = plugin._position_in(stream_id, position)
-            return await plugin._open(
-                stream_id, after, owner=owner_id(owner), route_id=None, resume=True, requested_at=requested_at
-            )
-
-        @delete("/streams/{stream_id:str}", name="litestar_resumable:cancel", status_code=HTTP_202_ACCEPTED)
-        async def cancel_stream(stream_id: str, request: Request[Any, Any, Any]) -> dict[str, str]:
-            """Cancel a generation, wherever it runs; its followers get the ``cancelled`` terminal event."""
-            owner = await plugin._requester(stream_id, request)
-            info = await plugin.cancel(stream_id, owner=owner)
-            if info is None:
-                raise NotFoundException(f"unknown or expired stream {stream_id}")
-            return {"stream_id": stream_id, "status": info.status}
-
-        return Router(self.route_prefix, route_handlers=[resume_stream, cancel_stream], guards=self.guards)
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, _app: Litestar) -> AsyncIterator[None]:
@@ -196,7 +166,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
 
     def options_for(self, route_id: str) -> StreamOptions:
         """The settings of a ``@resumable`` route (the plugin's defaults for unknown routes)."""
-        return self._routes.get(route_id, self.defaults)
+        return self._server.options_for(route_id)
 
     async def stream_response(
         self, stream_id: str, *, last_event_id: str | None = None, owner: str | None = None
@@ -206,8 +176,8 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         A stream started with an owner is served only to the same ``owner``; to anyone else it is 404.
         """
         requested_at = time.perf_counter()
-        after = self._position_in(stream_id, last_event_id)
-        return await self._open(
+        after = self._server.position_in(stream_id, last_event_id)
+        return await self._server.open(
             stream_id,
             after,
             owner=owner_id(owner),
@@ -215,15 +185,6 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
             resume=last_event_id is not None,
             requested_at=requested_at,
         )
-
-    @staticmethod
-    def _position_in(stream_id: str, last_event_id: str | None) -> int:
-        if last_event_id is None:
-            return 0
-        id_stream, after = checked_event_id(last_event_id)
-        if id_stream != stream_id:
-            raise ClientException("Last-Event-ID belongs to another stream than the one requested")
-        return after
 
     async def open_stream(
         self,
@@ -251,7 +212,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
                 if value is not None
             }  # type: ignore[arg-type]  # the names are options'
         )
-        self._formats.setdefault(options.format.name, options.format)
+        self._server.formats.setdefault(options.format.name, options.format)
         stream_id = new_stream_id(None if key is None else scoped_key(key, owner))
         try:
             await timed(
@@ -270,7 +231,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
                 ),
             )
         except KeyConflictError as exc:
-            raise _key_conflict(key, exc) from exc
+            raise key_conflict(key, exc) from exc
         return stream_id
 
     async def active_stream_id(self, key: str, *, owner: str | None = None) -> str | None:
@@ -305,123 +266,7 @@ class ResumablePlugin(InitPlugin, ReceiveRoutePlugin):
         kwargs: dict[str, Any],
     ) -> Response[Any]:
         """Answer a request to a ``@resumable`` route: resume, start a generation, or a plain stream."""
-        requested_at = time.perf_counter()
-        options = self.options_for(spec.route_id)
-        if not options.enabled:
-            handoff.take(request)
-            return plain_response(spec.function(*args, **kwargs), handoff)
-        owner = await owner_of(options, request)
-        position = resume_position(request)
-        if position is not None:
-            stream_id, after = checked_event_id(position)
-            return await self._open(
-                stream_id, after, owner=owner, route_id=spec.route_id, resume=True, requested_at=requested_at
-            )
-        try:
-            raw_key = spec.key_of(kwargs)
-        except (KeyError, IndexError, TypeError, ValueError) as exc:
-            raise ClientException(
-                f"the request does not name this route's key ({type(exc).__name__} reading it)"
-            ) from exc
-        try:
-            stream_id = await self.generations.start(
-                route=spec.route_id,
-                options=options,
-                generator=lambda: spec.function(*args, **kwargs),
-                key=None if raw_key is None else scoped_key(raw_key, owner),
-                owner=owner,
-                release=handoff.release,
-            )
-        except KeyConflictError as exc:
-            raise _key_conflict(raw_key, exc) from exc
-        handoff.take(request)
-        return await self._follower(
-            stream_id, 0, options, options.format, route=spec.route_id, requested_at=requested_at
-        )
-
-    async def _requester(self, stream_id: str, request: Request[Any, Any, Any]) -> str | None:
-        """Who asks for a stream, as the owner function of the stream's route says (None without one)."""
-        info = await self.store.info(stream_id) if is_stream_id(stream_id) else None
-        if info is not None:
-            return await owner_of(self.options_for(info.route), request)
-        # Unknown: run an owner function all the same, so that its failures (401, say) cannot tell
-        # existing stream ids from unknown ones.
-        owners = [self.defaults, *self._routes.values()]
-        return await owner_of(next((o for o in owners if o.owner is not None), self.defaults), request)
-
-    async def _open(
-        self,
-        stream_id: str,
-        after: int,
-        *,
-        owner: str | None,
-        route_id: str | None,
-        resume: bool,
-        requested_at: float,
-    ) -> Response[Any]:
-        """Follow a stream from ``after``; ``resume``: the request resumes it (a position, or the resume
-        route), which the metrics count."""
-        info = await self.store.info(stream_id) if is_stream_id(stream_id) else None
-        # Another owner's stream is as unknown as a missing one (or an id of another shape), so ids cannot
-        # be probed.
-        if info is None or info.owner != owner or (route_id is not None and info.route != route_id):
-            raise NotFoundException(f"unknown or expired stream {stream_id}")
-        if after > info.last_position:
-            raise ClientException(
-                f"position {after} is ahead of stream {stream_id}, which has {info.last_position} events"
-            )
-        if not info.is_running and after == info.last_position:
-            if resume:
-                self.observer.resumed(stream_id, info.route, "after_end", after, info.last_position)
-            return Response(None, status_code=HTTP_204_NO_CONTENT)
-        if resume:
-            kind: ResumeKind = "last_event_id" if after else "replay"
-            self.observer.resumed(stream_id, info.route, kind, after, info.last_position)
-        stream_format = self._formats.get(info.format) or format_named(info.format) or self.defaults.format
-        options = self.options_for(info.route)
-        if info.lease > 0 and info.lease != options.lease:
-            # Its writer's lease, not the route's: an opened stream's is its own, and the route's may have
-            # changed since the stream began. Readers check it every half lease.
-            options = dataclasses.replace(options, lease=info.lease)
-        return await self._follower(
-            stream_id,
-            after,
-            options,
-            stream_format,
-            route=info.route,
-            requested_at=requested_at,
-        )
-
-    async def _follower(
-        self,
-        stream_id: str,
-        after: int,
-        options: StreamOptions,
-        stream_format: StreamFormat,
-        *,
-        route: str,
-        requested_at: float,
-    ) -> Response[Any]:
-        hold = await self.limits.admit_follower(stream_id, options.max_followers)
-        return sse_response(
-            self.store,
-            stream_id,
-            after,
-            options,
-            stream_format,
-            observer=self.observer,
-            route=route,
-            requested_at=requested_at,
-            on_close=hold.release,
-        )
-
-
-def _key_conflict(key: object, exc: KeyConflictError) -> HTTPException:
-    return HTTPException(
-        status_code=HTTP_409_CONFLICT,
-        detail=f"a generation for {key!r} is already running; resume it or cancel it first",
-        extra={"stream_id": exc.stream_id},
-    )
+        return await self._server.serve(spec, request, handoff, args, kwargs)
 
 
 def _defer_cleanups(route: HTTPRoute, handler: HTTPRouteHandler) -> None:

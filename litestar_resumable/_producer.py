@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from litestar_resumable._errors import StoreUnavailableError, StreamClosedError, StreamLimitError
 from litestar_resumable._observe import NO_OBSERVER, Observer
-from litestar_resumable._writer import Closed, StreamWriter, ending_of
+from litestar_resumable._writer import StreamWriter
+from litestar_resumable._writer_base import Closed, ending_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable

@@ -30,7 +30,7 @@ from litestar_resumable._errors import StoreUnavailableError
 from litestar_resumable._events import OPENED_ROUTE
 from litestar_resumable._observe import call_hook_sync, observer_for
 from litestar_resumable._options import StreamOptions
-from litestar_resumable._store.redis import (
+from litestar_resumable._store._redis_layout import (
     APPEND,
     CLAIM,
     FINISH,
@@ -41,7 +41,7 @@ from litestar_resumable._store.redis import (
     info_of,
     names_of,
 )
-from litestar_resumable._writer import WriterBase
+from litestar_resumable._writer_base import WriterBase
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from litestar_resumable._format import StreamFormat
     from litestar_resumable._observe import StoreOperation
     from litestar_resumable._store._redis_calls import Script as ScriptText
-    from litestar_resumable._writer import Closed
+    from litestar_resumable._writer_base import Closed
 
 __all__ = ("SyncStreamWriter",)
 

@@ -156,7 +156,7 @@ def test_the_observability_cost_is_generated_from_the_benchmark_results() -> Non
 
 def test_the_metric_table_is_generated_from_the_registered_collectors() -> None:
     assert observability.shown() == observability.metric_table(), (
-        "docs/observability.md's metric table differs from the collectors of litestar_resumable/_observe.py; "
+        "docs/observability.md's metric table differs from the collectors of litestar_resumable/_metrics.py; "
         f"regenerate it from the repository root with: {observability.REGENERATE}"
     )
 

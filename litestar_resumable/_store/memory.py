@@ -12,31 +12,20 @@ its own. Every call is free of ``await``, so each one is atomic.
 
 Durable streams (``litestar_resumable.durable_streams``) are streams with a record of their protocol state
 and a name in a table of names; they are never dropped to make room, only when they expire or are deleted.
+Their methods, and the record of a stream, are in ``_memory_durable``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from litestar_resumable._errors import KeyConflictError, StoreUnavailableError, StreamExistsError
-from litestar_resumable._events import OPENED_ROUTE, StreamEvent, StreamInfo, StreamStatus, TerminalStatus
-from litestar_resumable._store.base import (
-    DURABLE_FORMAT,
-    DurableAppend,
-    DurableStream,
-    Fork,
-    Producer,
-    StreamStore,
-    StreamWatch,
-    media_type,
-    take_within,
-)
-from litestar_resumable._waiting import Signal
+from litestar_resumable._events import StreamEvent, StreamInfo, TerminalStatus
+from litestar_resumable._store._memory_durable import EVENT_OVERHEAD, MemoryDurableStreams, Stream
+from litestar_resumable._store.base import StreamWatch, take_within
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -46,54 +35,10 @@ if TYPE_CHECKING:
 __all__ = ("MemoryStreamStore",)
 
 _PURGE_INTERVAL = 1.0
-_EVENT_OVERHEAD = 64  # bytes of bookkeeping counted per event, so empty events are not free
-
-
-@dataclass(eq=False)
-class _Durable:
-    """The protocol state of a durable stream."""
-
-    name: str
-    content_type: str
-    ttl: int | None
-    expires_at: float | None
-    stream_seq: str | None = None
-    producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (epoch, last seq)
-    closed_by: str | None = None
-    forked_from: str | None = None
-    fork: str | None = None
-    forks: int = 0  # streams forked from this one that exist
-    deleted: bool = False
-
-
-@dataclass(eq=False)
-class _Stream:
-    route: str
-    key: str | None
-    owner: str | None
-    format: str
-    ttl: float
-    lease: float
-    lease_until: float
-    expires_at: float
-    status: StreamStatus = "running"
-    claimed: bool = True
-    events: list[StreamEvent] = field(default_factory=list)
-    nbytes: int = 0
-    changed: Signal = field(default_factory=Signal)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    durable: _Durable | None = None
-
-    @property
-    def last(self) -> int:
-        return self.events[-1].position if self.events else 0
-
-    def notify(self) -> None:
-        self.changed.fire()
 
 
 class _MemoryWatch(StreamWatch):
-    def __init__(self, store: MemoryStreamStore, stream: _Stream | None, stream_id: str) -> None:
+    def __init__(self, store: MemoryStreamStore, stream: Stream | None, stream_id: str) -> None:
         super().__init__(store, stream_id)
         self._stream = stream
         if stream is not None:
@@ -112,12 +57,12 @@ class _MemoryWatch(StreamWatch):
         return await stream.changed.wait(timeout)
 
 
-class MemoryStreamStore(StreamStore):
+class MemoryStreamStore(MemoryDurableStreams):
     """Keep streams in this process's memory (one worker; lost on restart)."""
 
     def __init__(self, *, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.max_bytes = max_bytes
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, Stream] = {}
         self._keys: dict[str, str] = {}
         self._names: dict[str, str] = {}  # durable streams: name -> stream id
         self._counters: dict[str, dict[str, float]] = {}  # counter -> member -> when it expires
@@ -129,7 +74,7 @@ class MemoryStreamStore(StreamStore):
         """Bytes counted against ``max_bytes`` now."""
         return self._nbytes
 
-    def _get(self, stream_id: str) -> _Stream | None:
+    def _get(self, stream_id: str) -> Stream | None:
         stream = self._streams.get(stream_id)
         if stream is not None and stream.expires_at <= time.monotonic():
             self._drop(stream_id)
@@ -172,8 +117,8 @@ class MemoryStreamStore(StreamStore):
                 f"MemoryStreamStore is full ({self.max_bytes} bytes of running and durable streams)"
             )
 
-    def _add(self, stream: _Stream, events: Sequence[StreamEvent], extra: int = 0) -> None:
-        nbytes = sum(event.nbytes + _EVENT_OVERHEAD for event in events) + extra
+    def _add(self, stream: Stream, events: Sequence[StreamEvent], extra: int = 0) -> None:
+        nbytes = sum(event.nbytes + EVENT_OVERHEAD for event in events) + extra
         self._reserve(nbytes)
         stream.events.extend(events)
         stream.nbytes += nbytes
@@ -207,8 +152,8 @@ class MemoryStreamStore(StreamStore):
             else:
                 self._end(holder_id, holder, "cancelled", None)
                 replaced = holder_id
-        self._reserve(_EVENT_OVERHEAD)
-        self._streams[stream_id] = _Stream(
+        self._reserve(EVENT_OVERHEAD)
+        self._streams[stream_id] = Stream(
             route=route,
             key=key,
             owner=owner,
@@ -218,9 +163,9 @@ class MemoryStreamStore(StreamStore):
             lease_until=now + lease,
             expires_at=now + lease + ttl,
             claimed=claimed,
-            nbytes=_EVENT_OVERHEAD,
+            nbytes=EVENT_OVERHEAD,
         )
-        self._nbytes += _EVENT_OVERHEAD
+        self._nbytes += EVENT_OVERHEAD
         if key is not None:
             self._keys[key] = stream_id
         return replaced
@@ -252,12 +197,12 @@ class MemoryStreamStore(StreamStore):
             stream.notify()
         return True
 
-    def _end(self, stream_id: str, stream: _Stream, status: TerminalStatus, message: str | None) -> None:
+    def _end(self, stream_id: str, stream: Stream, status: TerminalStatus, message: str | None) -> None:
         # The terminal event is always stored, even in a full store: a stream must be able to end.
         terminal = StreamEvent.terminal(stream.last + 1, status, message)
         stream.events.append(terminal)
-        stream.nbytes += terminal.nbytes + _EVENT_OVERHEAD
-        self._nbytes += terminal.nbytes + _EVENT_OVERHEAD
+        stream.nbytes += terminal.nbytes + EVENT_OVERHEAD
+        self._nbytes += terminal.nbytes + EVENT_OVERHEAD
         stream.status = status
         stream.expires_at = time.monotonic() + stream.ttl
         if stream.key is not None and self._keys.get(stream.key) == stream_id:
@@ -298,7 +243,7 @@ class MemoryStreamStore(StreamStore):
         return None if stream is None else self._info(stream_id, stream)
 
     @staticmethod
-    def _info(stream_id: str, stream: _Stream) -> StreamInfo:
+    def _info(stream_id: str, stream: Stream) -> StreamInfo:
         return StreamInfo(
             stream_id,
             stream.status,
@@ -337,252 +282,6 @@ class MemoryStreamStore(StreamStore):
         if not counted:
             self._counters.pop(counter, None)
 
-    # -- durable streams --
-
-    async def durable_id(self, name: str) -> str | None:
-        stream_id = self._names.get(name)
-        return None if stream_id is None or self._get(stream_id) is None else stream_id
-
-    async def create_durable(
-        self,
-        stream_id: str,
-        *,
-        name: str,
-        content_type: str,
-        data: Sequence[tuple[str | None, str]] = (),
-        close: bool = False,
-        owner: str | None = None,
-        ttl: int | None = None,
-        expires_at: float | None = None,
-        fork: Fork | None = None,
-    ) -> tuple[bool, DurableStream]:
-        now = time.monotonic()
-        self._purge(now)
-        existing = await self.durable_id(name)
-        if existing is not None:
-            stream = self._streams[existing]
-            return False, self._durable_of(existing, stream)
-        if stream_id in self._streams:
-            raise StreamExistsError(stream_id)
-        inherited: list[StreamEvent] = []
-        if fork is not None:
-            source = self._get(fork.source_id)
-            if source is None or source.durable is None or source.durable.deleted:
-                raise ValueError(f"the fork's source {fork.source_id} is gone")
-            inherited = [event for event in source.events[: fork.position] if not event.is_terminal]
-            if len(inherited) != fork.position:
-                raise ValueError(f"the fork's source {fork.source_id} has fewer than {fork.position} events")
-        record = _Durable(name, content_type, ttl, expires_at)
-        if fork is not None:
-            record.forked_from, record.fork = fork.source_id, fork.spec
-        nbytes = _EVENT_OVERHEAD + len(name) + len(content_type)
-        self._reserve(nbytes)
-        stream = _Stream(
-            route=OPENED_ROUTE,
-            key=None,
-            owner=owner,
-            format=DURABLE_FORMAT,
-            ttl=0.0,
-            lease=math.inf,
-            lease_until=math.inf,
-            expires_at=math.inf,
-            nbytes=nbytes,
-            durable=record,
-        )
-        self._nbytes += nbytes
-        self._streams[stream_id] = stream
-        self._names[name] = stream_id
-        self._touch(stream, now)
-        first = len(inherited) + 1
-        try:
-            self._add(stream, [*inherited, *(StreamEvent(first + i, t, e) for i, (e, t) in enumerate(data))])
-        except StoreUnavailableError:
-            self._drop(stream_id)
-            raise
-        if fork is not None:
-            source_record = self._streams[fork.source_id].durable
-            assert source_record is not None  # noqa: S101 - checked above, in the same call
-            source_record.forks += 1
-        if close:
-            self._close(stream)
-        return True, self._durable_of(stream_id, stream)
-
-    async def append_durable(
-        self,
-        stream_id: str,
-        data: Sequence[tuple[str | None, str]],
-        *,
-        content_type: str,
-        stream_seq: str | None = None,
-        producer: Producer | None = None,
-        close: bool = False,
-    ) -> DurableAppend:
-        stream = self._get(stream_id)
-        if stream is None or stream.durable is None:
-            return DurableAppend("missing")
-        record = stream.durable
-        if record.deleted:
-            return DurableAppend("deleted", stream.last)
-        refused = _refusal(
-            stream,
-            record,
-            has_data=bool(data),
-            content_type=content_type,
-            stream_seq=stream_seq,
-            producer=producer,
-        )
-        if refused is not None:
-            return refused
-        first = stream.last + 1
-        events = [StreamEvent(first + i, text, event) for i, (event, text) in enumerate(data)]
-        extra = 0
-        if producer is not None and producer.producer_id not in record.producers:
-            extra = _EVENT_OVERHEAD + len(producer.producer_id)  # the producer's state, kept with the stream
-        self._add(stream, events, extra)
-        if producer is not None:
-            record.producers[producer.producer_id] = (producer.epoch, producer.seq)
-        if stream_seq is not None:
-            record.stream_seq = stream_seq
-        self._touch(stream, time.monotonic())
-        if events:
-            stream.notify()
-        if close:
-            record.closed_by = None if producer is None else producer.tuple_text
-            self._close(stream)
-        return DurableAppend(
-            "appended",
-            first + len(events) - 1,
-            closed=close,
-            producer_epoch=None if producer is None else producer.epoch,
-            producer_seq=None if producer is None else producer.seq,
-        )
-
-    async def read_durable(
-        self,
-        stream_id: str,
-        position: int,
-        *,
-        limit: int,
-        max_bytes: int | None = None,
-        touch: bool = True,
-    ) -> tuple[DurableStream | None, list[StreamEvent]]:
-        self._purge(time.monotonic())
-        stream = self._get(stream_id)
-        if stream is None or stream.durable is None:
-            return None, []
-        if touch:
-            self._touch(stream, time.monotonic())
-        start = max(position, 0)
-        return self._durable_of(stream_id, stream), take_within(
-            stream.events[start : start + limit], max_bytes
-        )
-
-    async def delete_durable(self, stream_id: str) -> bool:
-        stream = self._get(stream_id)
-        if stream is None or stream.durable is None or stream.durable.deleted:
-            return False
-        if stream.durable.forks > 0:
-            stream.durable.deleted = True
-            return True
-        while True:  # the stream, then each source it was the last fork of that was deleted meanwhile
-            record = stream.durable
-            self._drop(stream_id)
-            source_id = record.forked_from if record is not None else None
-            source = None if source_id is None else self._get(source_id)
-            if source_id is None or source is None or source.durable is None:
-                return True
-            source.durable.forks -= 1
-            if source.durable.forks > 0 or not source.durable.deleted:
-                return True
-            stream_id, stream = source_id, source
-
-    @staticmethod
-    def _touch(stream: _Stream, now: float) -> None:
-        """Set a durable stream's expiry after a read or write: its TTL from now, or its fixed time."""
-        record = stream.durable
-        assert record is not None  # noqa: S101 - only durable streams are touched
-        if record.ttl is not None:
-            stream.expires_at = now + record.ttl
-        elif record.expires_at is not None:
-            stream.expires_at = now + (record.expires_at - time.time())
-
-    def _close(self, stream: _Stream) -> None:
-        """Close a durable stream: its terminal event (``done``), kept as long as the stream."""
-        terminal = StreamEvent.terminal(stream.last + 1, "done")
-        stream.events.append(terminal)
-        stream.nbytes += terminal.nbytes + _EVENT_OVERHEAD
-        self._nbytes += terminal.nbytes + _EVENT_OVERHEAD
-        stream.status = "done"
-        stream.ended.set()
-        stream.notify()
-
-    @staticmethod
-    def _durable_of(stream_id: str, stream: _Stream) -> DurableStream:
-        record = stream.durable
-        assert record is not None  # noqa: S101 - only durable streams are asked for
-        return DurableStream(
-            stream_id,
-            record.name,
-            record.content_type,
-            stream.status,
-            stream.last,
-            stream.owner,
-            record.ttl,
-            record.expires_at,
-            record.closed_by,
-            record.fork,
-            record.deleted,
-        )
-
     @contextlib.asynccontextmanager
     async def watch(self, stream_id: str, *, writing: bool = False) -> AsyncIterator[StreamWatch]:  # noqa: ARG002
         yield _MemoryWatch(self, self._get(stream_id), stream_id)
-
-
-def _refusal(
-    stream: _Stream,
-    record: _Durable,
-    *,
-    has_data: bool,
-    content_type: str,
-    stream_seq: str | None,
-    producer: Producer | None,
-) -> DurableAppend | None:
-    """Why an append to a durable stream is refused (or is a retry), in the contract's order; None if not."""
-    if stream.status != "running":
-        tail = stream.last - 1
-        if not has_data or (producer is not None and producer.tuple_text == record.closed_by):
-            return DurableAppend(
-                "duplicate", tail, closed=True, producer_seq=None if producer is None else producer.seq
-            )
-        return DurableAppend("closed", tail, closed=True)
-    if has_data and media_type(content_type) != media_type(record.content_type):
-        return DurableAppend("content_type", stream.last)
-    if producer is not None:
-        refused = _producer_refusal(record.producers.get(producer.producer_id), producer, stream.last)
-        if refused is not None:
-            return refused
-    if (
-        stream_seq is not None
-        and record.stream_seq is not None
-        and stream_seq.encode() <= record.stream_seq.encode()
-    ):
-        return DurableAppend("stream_seq", stream.last)
-    return None
-
-
-def _producer_refusal(state: tuple[int, int] | None, producer: Producer, tail: int) -> DurableAppend | None:
-    """A producer's append against its state ``(epoch, last seq)``: why it is refused, or None."""
-    expected = 0  # a new producer starts at 0, in any epoch
-    if state is not None:
-        epoch, last = state
-        if producer.epoch < epoch:
-            return DurableAppend("stale_epoch", tail, producer_epoch=epoch)
-        if producer.epoch == epoch and producer.seq <= last:
-            return DurableAppend("duplicate", tail, producer_epoch=epoch, producer_seq=last)
-        if producer.epoch > epoch and producer.seq != 0:
-            return DurableAppend("epoch_restart", tail)
-        expected = 0 if producer.epoch > epoch else last + 1
-    if producer.seq != expected:
-        return DurableAppend("seq_gap", tail, producer_seq=expected)
-    return None

@@ -1,6 +1,6 @@
 """The generated and checked parts of docs/observability.md and docs/grafana-dashboard.json.
 
-The metric table is built from the collectors that ``litestar_resumable._observe._Metrics`` registers on
+The metric table is built from the collectors that ``litestar_resumable._metrics.Metrics`` registers on
 a fresh registry (names as Prometheus exposes them, types, labels, buckets, help text), so the page cannot
 list a series the code does not have. ``tests/test_docs.py`` checks that the page shows this table and
 that every ``resumable_...`` name in the page's PromQL and in the dashboard is a series the registry
@@ -21,12 +21,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from litestar_resumable._observe import _Metrics
+from litestar_resumable._metrics import Metrics
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PAGE = ROOT / "docs" / "observability.md"
 DASHBOARD = ROOT / "docs" / "grafana-dashboard.json"
-START = "<!-- metrics: generated from litestar_resumable/_observe.py by tests/_support/observability.py -->"
+START = "<!-- metrics: generated from litestar_resumable/_metrics.py by tests/_support/observability.py -->"
 END = "<!-- metrics: end -->"
 REGENERATE = ".venv/bin/python tests/_support/observability.py"
 _NAME = re.compile(r"\bresumable_\w+")
@@ -48,7 +48,7 @@ class Metric:
 def _registry() -> CollectorRegistry:
     """A fresh registry with the library's collectors, each with one child, so that every series shows."""
     registry = CollectorRegistry()
-    metrics = _Metrics(registry)
+    metrics = Metrics(registry)
     for collector in vars(metrics).values():
         if isinstance(collector, MetricWrapperBase):
             collector.labels(*("x" for _ in collector._labelnames))  # no public way to read the label names
@@ -172,7 +172,7 @@ def count_one_generation() -> None:
     route ``r`` that is still running when the process exits."""
     from prometheus_client import REGISTRY  # noqa: PLC0415 - the registry of the process, after its env
 
-    metrics = _Metrics(REGISTRY)
+    metrics = Metrics(REGISTRY)
     metrics.child(metrics.started, "r").inc()
     metrics.child(metrics.running, "r").inc()
 
