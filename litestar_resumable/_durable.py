@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Final
 import msgspec
 
 from litestar_resumable._events import TERMINAL_EVENT
-from litestar_resumable._store.base import media_type
+from litestar_resumable._store.durable_types import media_type
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence

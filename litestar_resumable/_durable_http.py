@@ -20,14 +20,14 @@ from litestar_resumable._durable import (
     parse_producer_number,
     parse_ttl,
 )
-from litestar_resumable._store.base import Producer
+from litestar_resumable._store.durable_types import Producer
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from litestar.exceptions import HTTPException
 
-    from litestar_resumable._store.base import DurableAppend
+    from litestar_resumable._store.durable_types import DurableAppend
 
 SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Cross-Origin-Resource-Policy": "cross-origin"}
 

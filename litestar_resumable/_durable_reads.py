@@ -30,7 +30,8 @@ from litestar_resumable._durable_http import SECURITY_HEADERS, DurableSettings, 
 from litestar_resumable._durable_sources import DurableSource, Read, ResumableSource, Source
 from litestar_resumable._ids import is_stream_id
 from litestar_resumable._responses import owner_id, owner_of, scoped_key
-from litestar_resumable._store.base import DURABLE_FORMAT, StreamStore
+from litestar_resumable._store.base import StreamStore
+from litestar_resumable._store.durable_types import DURABLE_FORMAT
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

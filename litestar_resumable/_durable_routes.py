@@ -50,7 +50,7 @@ from litestar_resumable._durable_http import (
 from litestar_resumable._durable_reads import DurableReads
 from litestar_resumable._errors import StoreUnavailableError, StreamLimitError
 from litestar_resumable._ids import is_stream_id, new_stream_id
-from litestar_resumable._store.base import DURABLE_FORMAT, DurableStream, Fork, media_type
+from litestar_resumable._store.durable_types import DURABLE_FORMAT, DurableStream, Fork, media_type
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping, Sequence

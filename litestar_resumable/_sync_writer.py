@@ -10,7 +10,8 @@ ending is chosen by the same rules. Where the async writer has tasks, this one h
   any worker at once. An append to an ended stream is refused in any case, so a guard that lost its
   connection delays noticing a cancel by at most ``lease / 3``.
 
-The caller's thread only encodes items and waits while ``max_batch_bytes`` are pending.
+The caller's thread only encodes items and waits while ``max_batch_bytes`` are pending. The calls to Redis,
+and the guard's subscription, are ``_sync_redis``.
 """
 
 from __future__ import annotations
@@ -22,45 +23,25 @@ from typing import TYPE_CHECKING, Any, Self
 
 import redis
 from redis.cluster import RedisCluster
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from litestar_resumable._errors import StoreUnavailableError
 from litestar_resumable._events import OPENED_ROUTE
 from litestar_resumable._observe import call_hook_sync, observer_for
 from litestar_resumable._options import StreamOptions
-from litestar_resumable._store._redis_layout import (
-    APPEND,
-    CLAIM,
-    FINISH,
-    INFO_FIELDS,
-    append_args,
-    channel_of,
-    finish_args,
-    info_of,
-    names_of,
-)
+from litestar_resumable._sync_redis import UNREACHABLE, SyncRedis
 from litestar_resumable._writer_base import WriterBase
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from types import TracebackType
-
-    from redis.commands.core import Script
 
     from litestar_resumable._events import StreamEvent, StreamInfo, TerminalStatus
     from litestar_resumable._format import StreamFormat
-    from litestar_resumable._observe import StoreOperation
-    from litestar_resumable._store._redis_calls import Script as ScriptText
     from litestar_resumable._writer_base import Closed
 
 __all__ = ("SyncStreamWriter",)
 
 logger = logging.getLogger("litestar_resumable")
-
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
-_GUARD_POLL = 0.25  # seconds between the guard's checks of whether the writer has stopped
 
 
 class SyncStreamWriter(WriterBase):
@@ -109,13 +90,7 @@ class SyncStreamWriter(WriterBase):
         )
         self.redis = redis
         self._owns_client = False
-        self._cluster = isinstance(redis, RedisCluster)
-        self._sharded = "1" if self._cluster else "0"
-        self._base, events_key, meta = names_of(key_prefix, stream_id)
-        self._keys = [events_key, meta]
-        self._meta = meta
-        self._channel = channel_of(key_prefix, stream_id, ends_only=True)
-        self._scripts: dict[str, Script] = {}
+        self._redis = SyncRedis(redis, key_prefix, stream_id, self._observer)
         self._condition = threading.Condition()
         self._ended_elsewhere = threading.Event()
         self._draining = False
@@ -200,41 +175,8 @@ class SyncStreamWriter(WriterBase):
 
     # -- inside --
 
-    def _call(self, script: ScriptText, args: list[Any]) -> Any:
-        registered = self._scripts.get(script.name)
-        if registered is None:
-            registered = self._scripts[script.name] = self.redis.register_script(script.text)
-        return registered(keys=self._keys, args=args)
-
-    def _retrying(self, call: Callable[[], Any], what: str, operation: StoreOperation | None = None) -> Any:
-        """``call()``, retried for ``store_retry_for`` seconds while Redis is out of reach; each try timed
-        for the metrics as ``operation``."""
-        deadline = time.monotonic() + self.options.store_retry_for
-        delay = 0.05
-        timing = operation is not None and self._observer.timing
-        while True:
-            started = time.perf_counter()
-            try:
-                result = call()
-            except _UNREACHABLE as exc:
-                if timing:
-                    self._observer.store_failed(operation, started, exc)  # type: ignore[arg-type]
-                if time.monotonic() + delay > deadline:
-                    raise StoreUnavailableError(f"Redis is out of reach: {exc}") from exc
-                logger.warning("%s failed; retrying", what, exc_info=True)
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            else:
-                if timing:
-                    self._observer.store_call(operation, started)  # type: ignore[arg-type]
-                return result
-
     def _take_over(self) -> None:
-        taken = self._retrying(lambda: int(self._call(CLAIM, [])), f"claiming stream {self.stream_id}")
-        fields = self._retrying(
-            lambda: self.redis.hmget(self._meta, list(INFO_FIELDS)), f"reading stream {self.stream_id}"
-        )
-        self._claimed(bool(taken), info_of(self.stream_id, fields))
+        self._claimed(*self._redis.claim(self.options.store_retry_for))
 
     def _start(self) -> None:
         self._begin()
@@ -243,7 +185,10 @@ class SyncStreamWriter(WriterBase):
             target=self._flush, name=f"litestar-resumable flush {self.stream_id}", daemon=True
         )
         self._guard = threading.Thread(
-            target=self._watch_for_end, name=f"litestar-resumable guard {self.stream_id}", daemon=True
+            target=self._redis.watch_for_end,
+            args=(self._stopped, self._heard_end),
+            name=f"litestar-resumable guard {self.stream_id}",
+            daemon=True,
         )
         self._flusher.start()
         self._guard.start()
@@ -256,13 +201,6 @@ class SyncStreamWriter(WriterBase):
                     self._ended_elsewhere.set()
                 self._condition.notify_all()
 
-    def _append(self, batch: list[StreamEvent]) -> bool:
-        args = append_args(self._base, self.stream_id, self._sharded, batch, self.options.lease)
-        status = self._retrying(
-            lambda: self._call(APPEND, args), f"writing stream {self.stream_id}", "append"
-        )
-        return (status.decode() if isinstance(status, bytes) else status) == "running"
-
     def _flush(self) -> None:
         renew_every = self.options.lease / 3
         next_renewal = 0.0  # at once: the claim's lease is renewed with the opening events
@@ -270,7 +208,7 @@ class SyncStreamWriter(WriterBase):
             while (taken := self._next_batch(next_renewal)) is not None:
                 batch, draining = taken
                 if batch or not draining:
-                    if not self._append(batch):
+                    if not self._redis.append(batch, self.options.lease, self.options.store_retry_for):
                         self._close("ended elsewhere")
                         return
                     next_renewal = time.monotonic() + renew_every
@@ -302,39 +240,6 @@ class SyncStreamWriter(WriterBase):
             self._condition.notify_all()  # room for a writer that waits
             return batch, self._draining
 
-    def _watch_for_end(self) -> None:
-        while not self._stopped.is_set():
-            try:
-                self._listen()
-            except _UNREACHABLE:
-                logger.warning(
-                    "stream %s: lost the subscription to its end; again", self.stream_id, exc_info=True
-                )
-                self._stopped.wait(_GUARD_POLL)
-            else:
-                return
-
-    def _listen(self) -> None:
-        pubsub = self.redis.pubsub()  # type: ignore[no-untyped-call]
-        try:
-            if self._cluster:
-                pubsub.ssubscribe(self._channel)
-                receive = pubsub.get_sharded_message
-            else:
-                pubsub.subscribe(self._channel)
-                receive = pubsub.get_message
-            # Subscribed: an end from now on is heard; one before it is in the stream's status.
-            if self.redis.hget(self._meta, "status") not in (b"running", "running"):
-                self._heard_end()
-                return
-            while not self._stopped.is_set():
-                message = receive(ignore_subscribe_messages=True, timeout=_GUARD_POLL)
-                if message is not None and message.get("type") in ("message", "smessage"):
-                    self._heard_end()
-                    return
-        finally:
-            pubsub.close()
-
     def _heard_end(self) -> None:
         with self._condition:
             draining = self._draining
@@ -354,16 +259,10 @@ class SyncStreamWriter(WriterBase):
         info: StreamInfo | None = None
         try:
             if self.closed != "ended elsewhere":
-                args = finish_args(
-                    self._base, self.stream_id, status, message, sharded=self._sharded, if_expired=False
-                )
-                fields = self._retrying(
-                    lambda: self._call(FINISH, args), f"ending stream {self.stream_id}", "finish"
-                )
+                info = self._redis.finish(status, message, self.options.store_retry_for)
             else:
-                fields = self.redis.hmget(self._meta, list(INFO_FIELDS))
-            info = None if fields is None else info_of(self.stream_id, fields)
-        except (StoreUnavailableError, *_UNREACHABLE):
+                info = self._redis.info()
+        except (StoreUnavailableError, *UNREACHABLE):
             logger.exception("could not end stream %s; readers will find it interrupted", self.stream_id)
         finally:
             self._stopped.set()

@@ -1,82 +1,33 @@
 """The embedded store's durable streams: the methods :class:`MemoryStreamStore` (``memory``) inherits.
 
 A durable stream (``litestar_resumable.durable_streams``) is a :class:`Stream` with a record of its protocol
-state and a name in a table of names; it is never dropped to make room, only when it expires or is deleted.
+state (:class:`Durable`, both in ``_memory_records``) and a name in a table of names; it is never dropped to
+make room, only when it expires or is deleted.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import time
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from litestar_resumable._errors import StoreUnavailableError, StreamExistsError
-from litestar_resumable._events import OPENED_ROUTE, StreamEvent, StreamStatus
-from litestar_resumable._store.base import (
+from litestar_resumable._events import OPENED_ROUTE, StreamEvent
+from litestar_resumable._store._memory_records import EVENT_OVERHEAD, Durable, Stream
+from litestar_resumable._store.base import StreamStore, take_within
+from litestar_resumable._store.durable_types import (
     DURABLE_FORMAT,
     DurableAppend,
     DurableStream,
     Fork,
     Producer,
-    StreamStore,
     media_type,
-    take_within,
 )
-from litestar_resumable._waiting import Signal
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("EVENT_OVERHEAD", "MemoryDurableStreams", "Stream")
-
-EVENT_OVERHEAD = 64  # bytes of bookkeeping counted per event, so empty events are not free
-
-
-@dataclass(eq=False)
-class _Durable:
-    """The protocol state of a durable stream."""
-
-    name: str
-    content_type: str
-    ttl: int | None
-    expires_at: float | None
-    stream_seq: str | None = None
-    producers: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (epoch, last seq)
-    closed_by: str | None = None
-    forked_from: str | None = None
-    fork: str | None = None
-    forks: int = 0  # streams forked from this one that exist
-    deleted: bool = False
-
-
-@dataclass(eq=False)
-class Stream:
-    """A stream in the embedded store; ``durable`` is the record of a durable one."""
-
-    route: str
-    key: str | None
-    owner: str | None
-    format: str
-    ttl: float
-    lease: float
-    lease_until: float
-    expires_at: float
-    status: StreamStatus = "running"
-    claimed: bool = True
-    events: list[StreamEvent] = field(default_factory=list)
-    nbytes: int = 0
-    changed: Signal = field(default_factory=Signal)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    durable: _Durable | None = None
-
-    @property
-    def last(self) -> int:
-        return self.events[-1].position if self.events else 0
-
-    def notify(self) -> None:
-        self.changed.fire()
+__all__ = ("MemoryDurableStreams",)
 
 
 class MemoryDurableStreams(StreamStore):
@@ -126,7 +77,7 @@ class MemoryDurableStreams(StreamStore):
             inherited = [event for event in source.events[: fork.position] if not event.is_terminal]
             if len(inherited) != fork.position:
                 raise ValueError(f"the fork's source {fork.source_id} has fewer than {fork.position} events")
-        record = _Durable(name, content_type, ttl, expires_at)
+        record = Durable(name, content_type, ttl, expires_at)
         if fork is not None:
             record.forked_from, record.fork = fork.source_id, fork.spec
         nbytes = EVENT_OVERHEAD + len(name) + len(content_type)
@@ -291,7 +242,7 @@ class MemoryDurableStreams(StreamStore):
 
 def _refusal(
     stream: Stream,
-    record: _Durable,
+    record: Durable,
     *,
     has_data: bool,
     content_type: str,

@@ -16,14 +16,8 @@ from litestar_resumable._errors import StreamExistsError, StreamLimitError
 from litestar_resumable._events import StreamEvent, terminal_data
 from litestar_resumable._ids import key_tag, stream_tag
 from litestar_resumable._store._redis_layout import READ_ALL, events_of, script, text_of, unavailable_on_error
-from litestar_resumable._store.base import (
-    DurableAppend,
-    DurableStream,
-    Fork,
-    Producer,
-    StreamStore,
-    media_type,
-)
+from litestar_resumable._store.base import StreamStore
+from litestar_resumable._store.durable_types import DurableAppend, DurableStream, Fork, Producer, media_type
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

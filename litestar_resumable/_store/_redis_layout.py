@@ -111,14 +111,21 @@ def unavailable_on_error(
 
 
 def events_of(entries: Any) -> list[StreamEvent]:
-    events = []
+    """Stream entries (``0-n``, fields) as events: per event of every catch-up read, so kept lean."""
+    events: list[StreamEvent] = []
+    add = events.append
     for entry_id, fields in entries:
         if isinstance(fields, dict):  # XRANGE's reply, parsed by redis-py
             data, name = fields.get(b"d", fields.get("d", "")), fields.get(b"e", fields.get("e"))
         else:  # a script's reply: the raw field list 'd', data[, 'e', name]
             data, name = fields[1], fields[3] if len(fields) > 3 else None  # noqa: PLR2004
-        position = int(text_of(entry_id).partition("-")[2])
-        events.append(StreamEvent(position, text_of(data), None if name is None else text_of(name)))
+        add(
+            StreamEvent(
+                int(entry_id[2:]),  # entry ids are "0-<position>", bytes or str
+                data.decode() if type(data) is bytes else str(data),
+                None if name is None else text_of(name),
+            )
+        )
     return events
 
 

@@ -12,7 +12,7 @@ its own. Every call is free of ``await``, so each one is atomic.
 
 Durable streams (``litestar_resumable.durable_streams``) are streams with a record of their protocol state
 and a name in a table of names; they are never dropped to make room, only when they expire or are deleted.
-Their methods, and the record of a stream, are in ``_memory_durable``.
+Their methods are in ``_memory_durable``; the record of a stream (durable or not) in ``_memory_records``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 from litestar_resumable._errors import KeyConflictError, StoreUnavailableError, StreamExistsError
 from litestar_resumable._events import StreamEvent, StreamInfo, TerminalStatus
-from litestar_resumable._store._memory_durable import EVENT_OVERHEAD, MemoryDurableStreams, Stream
+from litestar_resumable._store._memory_durable import MemoryDurableStreams
+from litestar_resumable._store._memory_records import EVENT_OVERHEAD, Stream
 from litestar_resumable._store.base import StreamWatch, take_within
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ import uuid
 import pytest
 
 from litestar_resumable._ids import new_stream_id
-from litestar_resumable._store.base import DURABLE_FORMAT, DurableStream, Fork, Producer, StreamStore
+from litestar_resumable._store.base import StreamStore
+from litestar_resumable._store.durable_types import DURABLE_FORMAT, DurableStream, Fork, Producer
 from litestar_resumable.testing._contract_base import ContractBase, within
 
 
