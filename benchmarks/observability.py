@@ -249,8 +249,9 @@ def section(results: dict[str, Any]) -> str:
         lines += [
             "",
             (
-                "The runs above differ from run to run by more than 3 % either way, so they bound the cost "
-                "rather than measure it. The instrumentation's own work per paced event (a batch of one "
+                "One stream's tee throughput varies from run to run by more than 3 % either way (each run "
+                "is in results.json), so its ratio says little; the paced servers' CPU is the steadier "
+                "measure. The instrumentation's own work per paced event (a batch of one "
                 "stored: two counters and the append's timing; one follower's read timed), timed "
                 f"in-process over {obs['instrumentation_events']:,} events: {own:g} \u00b5s, "
                 f"which is {' and '.join(shares)} of server CPU per paced event with it off."
