@@ -1,5 +1,7 @@
 """On a real Redis Cluster (3 masters, 3 replicas, started by the tests): app processes seeded with
-different nodes share streams, and a master killed mid-stream loses nothing a reader saw twice.
+different nodes share streams, and a master killed mid-stream loses nothing a reader saw twice; the store
+queues many concurrent calls into its pipelines; a sync writer (as a Celery task runs it) writes and hears
+a cancel through another node.
 
 The store contract runs on the cluster too (test_store_contract.py), and so does the key stress test
 (test_key_stress.py).
@@ -177,6 +179,53 @@ async def test_many_concurrent_calls_wait_for_connections_instead_of_failing(red
         calls = store._calls.calls
         assert (calls["hmget"], calls["get"], calls["hget"]) == (500, 500, 500)
         assert store._calls.pipelines < 1500
+    finally:
+        await store.close()
+        delete_cluster_prefix(redis_cluster, key_prefix)
+
+
+async def test_the_sync_writer_writes_and_hears_a_cancel_on_the_cluster(redis_cluster, key_prefix):
+    # SyncStreamWriter.from_url(..., cluster=True) in a thread (as a Celery task runs), seeded with another
+    # node than the web side's store: it claims the opened stream, its writes reach a follower through the
+    # cluster, and a cancel from the web side reaches it (sharded Pub/Sub on the stream's shard).
+    import threading  # noqa: PLC0415
+
+    from litestar_resumable import RedisStreamStore, ResumablePlugin, SyncStreamWriter  # noqa: PLC0415
+
+    store = RedisStreamStore.from_url(redis_cluster.urls[0], cluster=True, key_prefix=key_prefix)
+    plugin = ResumablePlugin(store)
+    wrote_three = threading.Event()
+    outcome: dict[str, object] = {}
+    try:
+        stream_id = await within(plugin.open_stream(key="chat-7"))
+
+        def job() -> None:
+            url = redis_cluster.urls[4]  # another node than the web side's
+            with SyncStreamWriter.from_url(url, stream_id, key_prefix=key_prefix, cluster=True) as writer:
+                for i in range(3):
+                    writer.write(f"token {i}")
+                wrote_three.set()
+                outcome["heard_cancel"] = writer.wait_cancelled(timeout=10)
+                outcome["cancelled"] = writer.cancelled
+
+        thread = threading.Thread(target=job, name="sync-writer-job")
+        thread.start()
+        assert await within(asyncio.to_thread(wrote_three.wait, 10))
+
+        async def stored() -> list[str]:  # the writer's flusher stores the batch on its own thread
+            while len(events := await store.read_after(stream_id, 0, limit=10)) < 3:
+                await asyncio.sleep(0.02)
+            return [event.data for event in events]
+
+        assert await within(stored()) == ["token 0", "token 1", "token 2"]
+        assert (await within(plugin.cancel(stream_id))).status == "cancelled"
+        await within(asyncio.to_thread(thread.join, 10))
+        assert not thread.is_alive()
+        assert outcome == {"heard_cancel": True, "cancelled": True}
+        info = await within(store.info(stream_id))
+        assert info is not None
+        assert info.status == "cancelled"
+        assert info.last_position == 4  # three tokens and the terminal event, nothing after the cancel
     finally:
         await store.close()
         delete_cluster_prefix(redis_cluster, key_prefix)
