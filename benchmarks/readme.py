@@ -22,8 +22,8 @@ def section(results: dict[str, Any]) -> str:
         START,
         (
             f"Measured {meta['started']} ({meta['mode']} mode, {machine['nproc']} cores, "
-            f"Python {machine['python']}, Redis {machine['redis']}{_others(meta)}); the full tables are in "
-            "[benchmarks/results/results.md](benchmarks/results/results.md)."
+            f"Python {machine['python']}, Redis {machine['redis']}{_others(meta)}){_merged(meta)}; the full "
+            "tables are in [benchmarks/results/results.md](benchmarks/results/results.md)."
         ),
         "",
         "| goal | measured | met |",
@@ -40,6 +40,14 @@ def _others(meta: dict[str, Any]) -> str:
     if during is None:
         return ""
     return f"; other processes took {during['share_of_machine_pct']}% of the machine meanwhile"
+
+
+def _merged(meta: dict[str, Any]) -> str:
+    """Which scenarios come from a run of their own (``python -m benchmarks --only ... --merge``)."""
+    return "".join(
+        f"; {', '.join(merge['scenarios'])} measured {merge['started']} in a run of its own"
+        for merge in meta.get("merged", [])
+    )
 
 
 def update(readme: Path, results: dict[str, Any]) -> None:

@@ -126,6 +126,23 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def _merged(path: Path, run: dict[str, Any], scenarios: list[str]) -> dict[str, Any]:
+    """The results at ``path`` with ``scenarios`` replaced by this run's; each keeps its own run's start
+    and the other processes' share of the machine during it, and the goals are computed again."""
+    results: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    for name in scenarios:
+        results[name] = {
+            **run[name],
+            "measured_at": run[name].get("measured_at", run["meta"]["started"]),
+            "other_load_pct": run["meta"]["other_load_during_run"]["share_of_machine_pct"],
+        }
+    results["meta"].setdefault("merged", []).append(
+        {"scenarios": scenarios, "started": run["meta"]["started"], "duration_s": run["meta"]["duration_s"]}
+    )
+    results["goals"] = report.goals(results)
+    return results
+
+
 def _setting(text: str) -> tuple[str, Any]:
     name, _, value = text.partition("=")
     if name not in Params.__dataclass_fields__:
@@ -152,6 +169,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"], help="uvicorn's --loop")
     parser.add_argument("--fail-fast", action="store_true", help="stop at the first failing scenario")
     parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace only these scenarios (--only) in the results already in --out, and keep the rest",
+    )
+    parser.add_argument(
         "--set",
         nargs="+",
         type=_setting,
@@ -160,13 +182,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     results = asyncio.run(main_async(args))
+    took = results["meta"]["duration_s"]
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        results = _merged(args.out / "results.json", results, args.only or list(SCENARIOS))
     (args.out / "results.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
     markdown = report.markdown(results)
     (args.out / "results.md").write_text(markdown, encoding="utf-8")
     report.plot(results, args.out / "results.png")
     print(markdown)
-    print(f"wrote {args.out}/results.json, results.md, results.png in {results['meta']['duration_s']} s")
+    print(f"wrote {args.out}/results.json, results.md, results.png; this run took {took} s")
     if args.out.resolve() == DEFAULT_OUT.resolve():
         readme.update(ROOT / "README.md", results)
         scaling.update(ROOT / "docs" / "scaling.md", results)
