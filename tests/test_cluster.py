@@ -213,8 +213,9 @@ async def test_the_sync_writer_writes_and_hears_a_cancel_on_the_cluster(redis_cl
         assert await within(asyncio.to_thread(wrote_three.wait, 10))
 
         async def stored() -> list[str]:  # the writer's flusher stores the batch on its own thread
-            while len(events := await store.read_after(stream_id, 0, limit=10)) < 3:
-                await asyncio.sleep(0.02)
+            async with store.watch(stream_id) as watch:  # woken by the writes' sharded notifications
+                while len(events := await store.read_after(stream_id, 0, limit=10)) < 3:
+                    await watch.wait(len(events), 1.0)
             return [event.data for event in events]
 
         assert await within(stored()) == ["token 0", "token 1", "token 2"]

@@ -92,9 +92,9 @@ def test_the_option_table_is_generated_from_stream_options() -> None:
     )
 
 
-def _benchmarks_readme() -> types.ModuleType:
-    """benchmarks/readme.py, loaded by path: the benchmarks are not an installed package."""
-    spec = importlib.util.spec_from_file_location("benchmarks_readme", ROOT / "benchmarks" / "readme.py")
+def _benchmarks_module(name: str) -> types.ModuleType:
+    """benchmarks/<name>.py, loaded by path: the benchmarks are not an installed package."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -102,51 +102,19 @@ def _benchmarks_readme() -> types.ModuleType:
     return module
 
 
-def test_the_performance_table_is_generated_from_the_benchmark_results() -> None:
-    readme = _benchmarks_readme()
+@pytest.mark.parametrize(
+    ("generator", "page"),
+    [("readme", "README.md"), ("scaling", "docs/scaling.md"), ("observability", "docs/observability.md")],
+)
+def test_the_figures_are_generated_from_the_benchmark_results(generator: str, page: str) -> None:
+    # README's performance table, docs/scaling.md's figures and docs/observability.md's cost: each page's
+    # generated block shows what benchmarks/results/results.json says, never a number copied by hand.
+    module = _benchmarks_module(generator)
     results = json.loads((ROOT / "benchmarks" / "results" / "results.json").read_text(encoding="utf-8"))
-    assert readme.shown(ROOT / "README.md") == readme.section(results), (
-        "README.md's performance table differs from benchmarks/results/results.json; regenerate it from "
-        'the repository root with: .venv/bin/python -c "import json, pathlib; from benchmarks import '
-        "readme; readme.update(pathlib.Path('README.md'), "
-        "json.loads(pathlib.Path('benchmarks/results/results.json').read_text()))\""
-    )
-
-
-def _benchmarks_scaling() -> types.ModuleType:
-    """benchmarks/scaling.py, loaded by path as benchmarks/readme.py is."""
-    spec = importlib.util.spec_from_file_location("benchmarks_scaling", ROOT / "benchmarks" / "scaling.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_scaling_figures_are_generated_from_the_benchmark_results() -> None:
-    scaling = _benchmarks_scaling()
-    results = json.loads((ROOT / "benchmarks" / "results" / "results.json").read_text(encoding="utf-8"))
-    assert scaling.shown(ROOT / "docs" / "scaling.md") == scaling.section(results), (
-        "docs/scaling.md's figures differ from benchmarks/results/results.json; regenerate them from the "
-        'repository root with: .venv/bin/python -c "import json, pathlib; from benchmarks import '
-        "scaling; scaling.update(pathlib.Path('docs/scaling.md'), "
-        "json.loads(pathlib.Path('benchmarks/results/results.json').read_text()))\""
-    )
-
-
-def test_the_observability_cost_is_generated_from_the_benchmark_results() -> None:
-    spec = importlib.util.spec_from_file_location(
-        "benchmarks_observability", ROOT / "benchmarks" / "observability.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    observability = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(observability)
-    results = json.loads((ROOT / "benchmarks" / "results" / "results.json").read_text(encoding="utf-8"))
-    assert observability.shown(ROOT / "docs" / "observability.md") == observability.section(results), (
-        "docs/observability.md's cost figures differ from benchmarks/results/results.json; regenerate them "
-        'from the repository root with: .venv/bin/python -c "import json, pathlib; from benchmarks import '
-        "observability as o; o.update(pathlib.Path('docs/observability.md'), "
+    assert module.shown(ROOT / page) == module.section(results), (
+        f"{page}'s figures differ from benchmarks/results/results.json; regenerate them from the "
+        f'repository root with: .venv/bin/python -c "import json, pathlib; from benchmarks import '
+        f"{generator}; {generator}.update(pathlib.Path('{page}'), "
         "json.loads(pathlib.Path('benchmarks/results/results.json').read_text()))\""
     )
 
